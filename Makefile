@@ -1,0 +1,53 @@
+# Two commands do all set-up on a fresh machine with Python 3.10+ and make:
+#   make lab    create .venv on first use and open JupyterLab on notebooks/
+#   make test   create .venv on first use and run every check CI runs
+# Also: make execute [NB=notebooks/NN_topic.ipynb]  re-execute notebooks in place (refresh stored outputs)
+#       make lock                                   rewrite requirements.lock from the venv
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NB ?= notebooks/[0-9][0-9]_*.ipynb
+
+# TensorFlow's C++ log must not leak into notebook outputs (set before TensorFlow is imported).
+export TF_CPP_MIN_LOG_LEVEL := 3
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+# The kernel must not forward output written straight to file descriptor 2 (TensorFlow's import-time absl
+# lines): nbval's kernel does not capture it, so stored outputs would never match a test run.
+# Timing metadata and editor metadata are dropped; only cell tags, kernelspec and language_info are kept.
+EXECUTE := $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	--ExecutePreprocessor.timeout=600 \
+	--ExecutePreprocessor.record_timing=False \
+	--ExecutePreprocessor.extra_arguments="['--IPKernelApp.capture_fd_output=False']" \
+	--ClearMetadataPreprocessor.enabled=True \
+	--ClearMetadataPreprocessor.preserve_cell_metadata_mask=tags \
+	--ClearMetadataPreprocessor.preserve_nb_metadata_mask="[('kernelspec',), ('language_info',)]"
+
+.PHONY: venv lab test execute lock clean
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lab: venv
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+execute: venv
+	for nb in $(NB); do echo "executing $$nb"; $(EXECUTE) "$$nb" || exit 1; done
+
+lock: venv
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > requirements.lock
+
+clean:
+	rm -rf $(VENV)
