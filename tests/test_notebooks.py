@@ -39,6 +39,7 @@ MAX_BYTES = 1_000_000
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:work|tmp|home|root|usr|opt|var|private)/")
 MEMORY_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,}\b")
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def repository_url() -> str:
@@ -75,6 +76,7 @@ def output_texts(cell: dict) -> list[str]:
             texts.append(source({"source": plain}))
         elif output["output_type"] == "error":
             texts.append(output["evalue"])
+            texts.extend(ANSI_ESCAPE.sub("", line) for line in output.get("traceback", []))
     return texts
 
 
