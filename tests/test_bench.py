@@ -1,0 +1,248 @@
+from __future__ import annotations
+
+import itertools
+import threading
+
+import matplotlib
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import bench
+
+matplotlib.use("Agg")
+
+
+class FakeClock:
+    """Advances by ``tick`` seconds on every reading, so durations are exact and known."""
+
+    def __init__(self, tick: float = 1.0) -> None:
+        self.tick = tick
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+# --------------------------------------------------------------------------- measure_throughput
+
+
+def test_per_element_dataset_counts_every_element():
+    result = bench.measure_throughput(
+        tf.data.Dataset.range(2500), repetitions=3, warmup=0, clock=FakeClock()
+    )
+    assert result.counts == (2500, 2500, 2500)
+    assert result.seconds == (1.0, 1.0, 1.0)  # one tick between start and end readings
+    assert result.elements_per_s == 2500.0
+    assert result.elements == 2500
+
+
+def test_batched_dataset_counts_leading_dims_including_partial_batch():
+    dataset = tf.data.Dataset.from_tensor_slices((np.zeros((10, 3)), np.arange(10))).batch(4)
+    result = bench.measure_throughput(dataset, batched=True, repetitions=2, clock=FakeClock())
+    assert result.counts == (10, 10)
+
+
+def test_batched_dict_and_ragged_batches_are_counted():
+    dataset = tf.data.Dataset.from_tensor_slices({"x": tf.ragged.constant([[1], [2, 3], []])})
+    result = bench.measure_throughput(dataset.batch(2), batched=True, repetitions=1)
+    assert result.counts == (3,)
+
+
+def test_median_of_rates_with_uneven_durations():
+    readings = iter([0.0, 1.0, 10.0, 14.0, 20.0, 22.0])  # durations 1, 4, 2
+    result = bench.measure_throughput(
+        tf.data.Dataset.range(8), repetitions=3, warmup=0, clock=lambda: next(readings)
+    )
+    assert result.rates == (8.0, 2.0, 4.0)
+    assert result.elements_per_s == 4.0
+
+
+def test_warmup_passes_are_not_timed():
+    calls = []
+
+    def gen():
+        calls.append(1)
+        yield from range(5)
+
+    dataset = tf.data.Dataset.from_generator(gen, output_signature=tf.TensorSpec((), tf.int64))
+    clock = FakeClock()
+    result = bench.measure_throughput(dataset, repetitions=2, warmup=3, clock=clock)
+    assert len(calls) == 5
+    assert len(result.seconds) == 2
+
+
+def test_step_runs_once_per_item_like_a_training_loop():
+    seen = []
+    dataset = tf.data.Dataset.range(7).batch(3)
+    result = bench.measure_throughput(
+        dataset, batched=True, repetitions=2, warmup=1, step=seen.append, clock=FakeClock()
+    )
+    assert result.counts == (7, 7)
+    assert len(seen) == 9  # 3 batches x (1 warm-up + 2 timed passes)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"repetitions": 0}, "repetitions >= 1"), ({"warmup": -1}, "warmup >= 0")],
+)
+def test_bad_repetitions_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        bench.measure_throughput(tf.data.Dataset.range(3), **kwargs)
+
+
+def test_empty_dataset_is_refused():
+    with pytest.raises(ValueError, match="yielded no elements"):
+        bench.measure_throughput(tf.data.Dataset.range(0), repetitions=1, warmup=0)
+
+
+def test_compare_throughputs_alternates_and_keeps_order():
+    order = []
+
+    def source(name, count):
+        def gen():
+            order.append(name)
+            yield from range(count)
+
+        return tf.data.Dataset.from_generator(gen, output_signature=tf.TensorSpec((), tf.int64))
+
+    datasets = {"b": source("b", 4), "a": source("a", 6)}
+    results = bench.compare_throughputs(datasets, rounds=2, warmup=1, clock=FakeClock())
+    assert list(results) == ["b", "a"]
+    assert order == ["b", "a", "b", "a", "b", "a"]  # warm-ups, then alternating rounds
+    assert results["a"].counts == (6, 6)
+    assert results["b"].elements_per_s == 4.0
+
+
+def test_compare_throughputs_refuses_nothing_to_compare():
+    with pytest.raises(ValueError, match="at least one dataset"):
+        bench.compare_throughputs({})
+    with pytest.raises(ValueError, match="rounds=0"):
+        bench.compare_throughputs({"a": tf.data.Dataset.range(2)}, rounds=0)
+
+
+# --------------------------------------------------------------------------- leading_size
+
+
+def test_leading_size_of_structures():
+    assert bench.leading_size((np.zeros((5, 2)), np.zeros(5))) == 5
+    assert bench.leading_size({"b": tf.zeros((2, 3)), "a": tf.zeros((4,))}) == 4  # sorted keys
+    assert bench.leading_size(tf.ragged.constant([[1], [], [2, 3]])) == 3
+
+
+def test_leading_size_of_scalar_is_refused():
+    with pytest.raises(ValueError, match="pass batched=False"):
+        bench.leading_size(tf.constant(3))
+
+
+# --------------------------------------------------------------------------- Timeline
+
+
+def test_span_records_relative_start_and_duration():
+    timeline = bench.Timeline(clock=FakeClock())  # origin 101
+    with timeline.span("step"):  # reads 102 and 103
+        pass
+    with timeline.span("step"):  # reads 104 and 105
+        pass
+    assert timeline.events == [("step", 1.0, 1.0), ("step", 3.0, 1.0)]
+    assert timeline.busy_seconds("step") == 2.0
+    assert timeline.busy_seconds("unknown") == 0.0
+
+
+def test_span_records_even_when_the_block_raises():
+    timeline = bench.Timeline(clock=FakeClock())
+    with pytest.raises(RuntimeError), timeline.span("step"):
+        raise RuntimeError("boom")
+    assert [lane for lane, _, _ in timeline.events] == ["step"]
+
+
+def test_wrap_generator_records_each_element_and_keeps_them():
+    timeline = bench.Timeline(clock=FakeClock())
+
+    def gen(count):
+        yield from range(count)
+
+    traced = timeline.wrap_generator(gen, "producer")
+    assert list(traced(3)) == [0, 1, 2]
+    events = timeline.events
+    assert len(events) == 3
+    assert {lane for lane, _, _ in events} == {"producer"}
+    assert all(duration == 1.0 for _, _, duration in events)
+
+
+def test_wrap_generator_works_inside_from_generator():
+    timeline = bench.Timeline()
+    dataset = tf.data.Dataset.from_generator(
+        timeline.wrap_generator(lambda: iter(range(4))),
+        output_signature=tf.TensorSpec((), tf.int64),
+    )
+    assert list(dataset.as_numpy_iterator()) == [0, 1, 2, 3]
+    assert len(timeline.events) == 4
+    assert all(start >= 0 and duration >= 0 for _, start, duration in timeline.events)
+
+
+def test_events_are_sorted_and_lanes_in_order_of_appearance():
+    timeline = bench.Timeline(clock=lambda: 0.0)
+    timeline.record("b", 5.0, 6.0)
+    timeline.record("a", 1.0, 2.0)
+    timeline.record("b", 3.0, 3.5)
+    assert [start for _, start, _ in timeline.events] == [1.0, 3.0, 5.0]
+    assert timeline.lanes() == ["a", "b"]
+
+
+def test_overlap_seconds():
+    timeline = bench.Timeline(clock=lambda: 0.0)
+    for start, end in [(0, 2), (1, 3), (5, 6)]:  # merged: 0-3, 5-6
+        timeline.record("producer", start, end)
+    for start, end in [(2, 5.5), (7, 8)]:
+        timeline.record("step", start, end)
+    assert timeline.overlap_seconds("producer", "step") == pytest.approx(1.5)
+    assert timeline.overlap_seconds("step", "producer") == pytest.approx(1.5)
+    assert timeline.overlap_seconds("producer", "missing") == 0.0
+
+
+def test_record_refuses_negative_duration():
+    timeline = bench.Timeline()
+    with pytest.raises(ValueError, match=r"lane 'x' ends at 1\.0 before its start 2\.0"):
+        timeline.record("x", 2.0, 1.0)
+
+
+def test_reset_forgets_events_and_moves_origin():
+    clock = FakeClock()
+    timeline = bench.Timeline(clock=clock)
+    with timeline.span("a"):
+        pass
+    timeline.reset()
+    assert timeline.events == []
+    with timeline.span("a"):
+        pass
+    assert timeline.events == [("a", 1.0, 1.0)]
+
+
+def test_recording_from_threads_loses_nothing():
+    timeline = bench.Timeline(clock=itertools.count().__next__)
+
+    def work(lane):
+        for _ in range(200):
+            with timeline.span(lane):
+                pass
+
+    threads = [threading.Thread(target=work, args=(f"t{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(timeline.events) == 800
+    assert sorted(timeline.lanes()) == ["t0", "t1", "t2", "t3"]
+
+
+def test_events_plot_with_plot_timeline():
+    plotting = pytest.importorskip("helpers.plotting")
+    timeline = bench.Timeline(clock=FakeClock(0.5))
+    for lane in ["generator", "training step", "generator"]:
+        with timeline.span(lane):
+            pass
+    ax = plotting.plot_timeline(timeline.events, title="test")
+    assert ax.get_title() == "test"
+    matplotlib.pyplot.close("all")
