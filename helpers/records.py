@@ -28,6 +28,14 @@ complete. ``read_tfrecords`` raises ``RecordsError`` naming the file for a missi
 manifest, a missing shard, a shard whose size or element count disagrees with the manifest, and a
 truncated or corrupted shard.
 
+Distributed reading: every shard's element count is asserted where the shard is read, so a reader
+given only some shards (``tf.data`` service with ``ShardingPolicy.DYNAMIC``, which hands shards to
+workers on demand) still refuses a shorter shard. The total count is asserted only with
+``read_tfrecords(..., assert_total=True)``, the default, which gives plain reads a known
+cardinality; dynamic sharding needs ``assert_total=False`` (see ``read_tfrecords``). Which
+elements reach the consumer under a sharding policy, and in what order, is the service's
+guarantee, not this module's.
+
 ``RecordsError`` subclasses ``ValueError``: the directory's contents are not a valid record set,
 which is a problem with the data, not with the operating system. Genuine OS failures (permission
 denied, a full disk) propagate unchanged as ``OSError``.
@@ -653,6 +661,10 @@ def _load_manifest(directory: Path) -> _Manifest:
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise RecordsError(path, f"manifest is malformed ({type(e).__name__}: {e})") from None
+    if not manifest.shards:
+        raise RecordsError(
+            path, "the manifest lists no shards (write_tfrecords writes at least one)"
+        )
     if sum(n for _, n, _ in manifest.shards) != manifest.num_elements:
         raise RecordsError(
             path,
@@ -713,30 +725,42 @@ def _verify_counts(manifest: _Manifest) -> None:
             )
 
 
-def _records(manifest: _Manifest) -> tf.data.Dataset:
-    """The serialised Examples of all shards in the original order, element counts asserted."""
+def _records(manifest: _Manifest, assert_total: bool) -> tf.data.Dataset:
+    """The serialised Examples of all shards in the original order.
+
+    Every shard's element count is asserted inside the interleave, so the assertion travels with
+    the shard: a reader handed only some shards (dynamic sharding) still checks each one it reads.
+    With ``assert_total`` the total count is asserted as well, which gives the dataset a known
+    cardinality; a single shard is then read directly, its own assertion being the total one.
+    """
 
     def shard(path: tf.Tensor, count: tf.Tensor) -> tf.data.Dataset:
         return tf.data.TFRecordDataset(path).apply(tf.data.experimental.assert_cardinality(count))
 
     paths = [str(p) for p, _, _ in manifest.shards]
     counts = [n for _, n, _ in manifest.shards]
-    if len(paths) == 1:
-        records = shard(tf.constant(paths[0]), tf.constant(counts[0], tf.int64))
-    else:
-        records = tf.data.Dataset.from_tensor_slices((paths, tf.constant(counts, tf.int64)))
-        records = records.interleave(
-            shard,
-            cycle_length=len(paths),
-            block_length=1,
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
+    if len(paths) == 1 and assert_total:
+        return shard(tf.constant(paths[0]), tf.constant(counts[0], tf.int64))
+    records = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(paths, tf.string), tf.constant(counts, tf.int64))
+    ).interleave(
+        shard,
+        cycle_length=len(paths),
+        block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    if not assert_total:
+        return records
     return records.apply(tf.data.experimental.assert_cardinality(manifest.num_elements))
 
 
 def read_tfrecords(
-    directory: str | os.PathLike[str], *, verify: bool = True, batch_size: int | None = None
+    directory: str | os.PathLike[str],
+    *,
+    verify: bool = True,
+    batch_size: int | None = None,
+    assert_total: bool = True,
 ) -> tf.data.Dataset:
     """Reads a directory written by ``write_tfrecords`` back into a dataset.
 
@@ -747,6 +771,19 @@ def read_tfrecords(
     and TFRecord's CRCs are checked, so a shard damaged after this call fails with a TensorFlow
     error (``DataLossError``, ``FailedPreconditionError``) instead of yielding a shorter dataset.
 
+    Distributed reading: the per-shard assertions sit inside the interleave over the shard list,
+    so they hold in any reader that is handed only some shards. The total count is asserted too,
+    after the interleave (``assert_total=True``); that is what gives a plain read its known
+    cardinality (``len(dataset)``, progress bars, Keras epochs), and it assumes one reader sees
+    every shard. Measured with the ``tf.data`` service in TensorFlow 2.21: ``ShardingPolicy.OFF``
+    and ``DATA`` run the whole pipeline on each worker, and ``FILE``'s rewrite copes with the
+    total assertion, so all three work with the default; ``DYNAMIC`` (``"distributed_epoch"``)
+    hands each worker only the shards it asks for, the total assertion then fails in every job
+    (``expected to contain N elements but contained only k``), and ``assert_total=False`` is
+    required. Without the total assertion nothing is lost in safety (the shards are fixed by the
+    manifest and each one's count is still asserted where it is read); only the cardinality
+    becomes unknown.
+
     Args:
         directory: a directory written by ``write_tfrecords``.
         verify: read every shard once now to check its CRCs and element count. Pass False for
@@ -755,20 +792,27 @@ def read_tfrecords(
             but parsed a batch at a time (one ``parse_example`` and one ``decode_raw`` per
             component per batch) when every component has a fully known shape and a
             ``decode_raw`` dtype; otherwise the elements are parsed one by one, then batched.
+        assert_total: also assert the total element count at the end of iteration, which makes
+            the cardinality known. Pass False for dynamic sharding (``tf.data`` service
+            ``ShardingPolicy.DYNAMIC``); every shard's count is asserted either way.
 
     Returns:
         A dataset whose element_spec equals the source's (TensorSpec names aside), in the original
-        order, with a known cardinality.
+        order; its cardinality is known if ``assert_total`` is True, else
+        ``tf.data.UNKNOWN_CARDINALITY``.
 
     Raises:
         RecordsError: the directory is not a complete, consistent record set; the message names
             the file.
         ValueError: ``batch_size`` is not a positive int.
+        TypeError: ``assert_total`` is not a bool.
     """
     if batch_size is not None and (
         isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
     ):
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    if not isinstance(assert_total, bool):
+        raise TypeError(f"assert_total must be True or False, got {assert_total!r}")
     manifest = _load_manifest(Path(directory))
     _check_sizes(manifest)
     if verify:
@@ -776,7 +820,7 @@ def read_tfrecords(
     parse_one, parse_batch = _parsers(
         manifest.structure, manifest.components, manifest.little_endian
     )
-    records = _records(manifest)
+    records = _records(manifest, assert_total)
     elements = records.map(parse_one, num_parallel_calls=tf.data.AUTOTUNE)
     _check_spec(manifest, elements.element_spec)
     if batch_size is None:

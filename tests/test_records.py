@@ -141,6 +141,10 @@ def write_and_check(tmp_path: Path, signature: object, elements: list, num_shard
     assert dataset.element_spec == signature
     assert int(dataset.cardinality()) == len(elements)
     assert_round_trip(elements, dataset)
+    untotalled = read_tfrecords(directory, verify=False, assert_total=False)
+    assert untotalled.element_spec == signature
+    assert int(untotalled.cardinality()) == tf.data.UNKNOWN_CARDINALITY
+    assert_round_trip(elements, untotalled)
 
 
 # --- round trips -----------------------------------------------------------------------------
@@ -382,6 +386,12 @@ def edit_manifest(directory: Path, edit) -> None:
     path.write_text(json.dumps(manifest))
 
 
+def claim_one_more(manifest: dict) -> None:
+    """Makes the manifest claim one element more in shard 0 (and in total) than it holds."""
+    manifest["shards"][0]["num_elements"] += 1
+    manifest["num_elements"] += 1
+
+
 def test_missing_manifest(written):
     (written / MANIFEST_NAME).unlink()
     with pytest.raises(RecordsError, match="no manifest") as info:
@@ -428,10 +438,6 @@ def test_corrupted_shard_is_refused(written):
 
 
 def test_count_mismatch_is_refused(written):
-    def claim_one_more(manifest):
-        manifest["shards"][0]["num_elements"] += 1
-        manifest["num_elements"] += 1
-
     edit_manifest(written, claim_one_more)
     with pytest.raises(RecordsError, match="holds 20 elements, the manifest records 21"):
         read_tfrecords(written)
@@ -443,6 +449,12 @@ def test_count_mismatch_is_refused(written):
 def test_shard_counts_must_add_up(written):
     edit_manifest(written, lambda m: m.update(num_elements=41))
     with pytest.raises(RecordsError, match="num_elements is 41 but the shard counts add up to 40"):
+        read_tfrecords(written)
+
+
+def test_manifest_without_shards(written):
+    edit_manifest(written, lambda m: m.update(shards=[], num_elements=0))
+    with pytest.raises(RecordsError, match="the manifest lists no shards"):
         read_tfrecords(written)
 
 
@@ -484,6 +496,98 @@ def test_manifest_structure_must_name_its_components(written):
 def test_records_error_is_a_value_error():
     error = RecordsError(Path("d/manifest.json"), "no manifest")
     assert isinstance(error, ValueError) and str(error) == "d/manifest.json: no manifest"
+
+
+# --- assert_total=False: for readers handed only some shards ----------------------------------
+
+
+@pytest.mark.parametrize("num_shards", [1, 3])
+@pytest.mark.parametrize("batch_size", [None, 4])
+def test_without_total_assertion_plain_reads_are_unchanged_but_of_unknown_cardinality(
+    tmp_path, num_shards, batch_size
+):
+    write_tfrecords(tf.data.Dataset.range(10), tmp_path, num_shards=num_shards)
+    totalled = read_tfrecords(tmp_path, batch_size=batch_size)
+    untotalled = read_tfrecords(tmp_path, batch_size=batch_size, assert_total=False)
+    assert int(totalled.cardinality()) == (10 if batch_size is None else 3)
+    assert int(untotalled.cardinality()) == tf.data.UNKNOWN_CARDINALITY
+    assert untotalled.element_spec == totalled.element_spec
+    assert_round_trip(list(totalled), untotalled)
+
+
+@pytest.mark.parametrize("assert_total", [True, False])
+def test_miscounted_shard_still_fails_iteration(written, assert_total):
+    edit_manifest(written, claim_one_more)
+    dataset = read_tfrecords(written, verify=False, assert_total=assert_total)
+    # The shard's own assertion fires, with or without the total one.
+    with pytest.raises(tf.errors.FailedPreconditionError, match="expected to contain 21 elements"):
+        list(dataset)
+
+
+@pytest.mark.parametrize("assert_total", [True, False])
+def test_truncated_shard_still_fails_iteration(written, assert_total):
+    path = shard(written)
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size - 7)
+    edit_manifest(written, lambda m: m["shards"][1].update(num_bytes=path.stat().st_size))
+    dataset = read_tfrecords(written, verify=False, assert_total=assert_total)
+    with pytest.raises(tf.errors.DataLossError, match="truncated record"):
+        list(dataset)
+
+
+def test_single_shard_without_total_assertion_is_still_counted(tmp_path):
+    write_tfrecords(tf.data.Dataset.range(5), tmp_path)
+    edit_manifest(tmp_path, claim_one_more)
+    with pytest.raises(tf.errors.FailedPreconditionError, match="expected to contain 6 elements"):
+        list(read_tfrecords(tmp_path, verify=False, assert_total=False))
+
+
+@pytest.mark.parametrize("assert_total", [1, None, "no"])
+def test_assert_total_must_be_a_bool(written, assert_total):
+    with pytest.raises(TypeError, match="assert_total must be True or False"):
+        read_tfrecords(written, assert_total=assert_total)
+
+
+@pytest.fixture(scope="module")
+def data_service():
+    """An in-process tf.data service: a dispatcher and two workers (stopped after the module)."""
+    service = tf.data.experimental.service
+    dispatcher = service.DispatchServer()
+    address = dispatcher.target.split("://", 1)[1]
+    workers = [service.WorkerServer(service.WorkerConfig(address)) for _ in range(2)]
+    yield dispatcher.target
+    for server in [*workers, dispatcher]:
+        server._stop()
+
+
+def dynamically_sharded(dataset: tf.data.Dataset, target: str) -> list[int]:
+    distributed = dataset.apply(
+        tf.data.experimental.service.distribute(
+            processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC, service=target
+        )
+    )
+    return [int(i) for i in distributed.as_numpy_iterator()]
+
+
+def test_dynamic_sharding_needs_assert_total_false(tmp_path, data_service):
+    write_tfrecords(tf.data.Dataset.range(40), tmp_path, num_shards=4)
+    received = dynamically_sharded(read_tfrecords(tmp_path, assert_total=False), data_service)
+    assert sorted(received) == list(range(40))
+    # With the total assertion, the worker(s) that read only some shards count fewer than 40.
+    with pytest.raises(tf.errors.FailedPreconditionError, match="expected to contain 40 elements"):
+        dynamically_sharded(read_tfrecords(tmp_path), data_service)
+
+
+@pytest.mark.parametrize("num_shards", [1, 2])
+def test_dynamic_sharding_still_refuses_a_miscounted_shard(tmp_path, data_service, num_shards):
+    write_tfrecords(tf.data.Dataset.range(40), tmp_path, num_shards=num_shards)
+    edit_manifest(tmp_path, claim_one_more)
+    expected = 40 // num_shards + 1
+    dataset = read_tfrecords(tmp_path, verify=False, assert_total=False)
+    with pytest.raises(
+        tf.errors.FailedPreconditionError, match=f"expected to contain {expected} elements"
+    ):
+        dynamically_sharded(dataset, data_service)
 
 
 # --- bad arguments -----------------------------------------------------------------------------
@@ -560,3 +664,32 @@ def test_progress_bar_on_off_and_default(tmp_path, capsys):
     write_tfrecords(tf.data.Dataset.range(5), tmp_path / "b", progress=False)
     write_tfrecords(tf.data.Dataset.range(5), tmp_path / "c")  # pytest's stderr is not a TTY
     assert capsys.readouterr().err == ""
+
+
+LAZY_TQDM = """
+import sys
+import tempfile
+
+import tensorflow as tf
+
+from helpers import records
+
+directory = records.write_tfrecords(tf.data.Dataset.range(3), tempfile.mkdtemp(), progress=False)
+list(records.read_tfrecords(directory))
+print("tqdm" in sys.modules)
+records.write_tfrecords(tf.data.Dataset.range(3), tempfile.mkdtemp(), progress=True)
+print("tqdm.auto" in sys.modules)
+"""
+
+
+def test_tqdm_is_imported_only_when_a_bar_is_shown():
+    # In Jupyter without ipywidgets, importing tqdm.auto alone writes a TqdmWarning to stderr.
+    result = subprocess.run(
+        [sys.executable, "-c", LAZY_TQDM],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        check=True,
+    )
+    assert result.stdout.split() == ["False", "True"]
