@@ -11,6 +11,7 @@ Matplotlib 3.5 is used, so the helpers work on Colab's 3.10 as on 3.11.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -118,9 +119,31 @@ def _label_indices(labels: Any, count: int) -> np.ndarray:
         )
     if array.shape[0] != count:
         raise ValueError(f"labels: expected {count} labels (one per image), got {array.shape[0]}")
-    if np.issubdtype(array.dtype, np.floating) and not np.all(array == np.round(array)):
-        raise ValueError("labels: expected whole-number class indices, got fractional values")
+    if np.issubdtype(array.dtype, np.floating):
+        _check_whole(array)
     return array.astype(np.int64)
+
+
+def _check_whole(labels: np.ndarray) -> None:
+    """Raises if float labels hold NaN, infinities or fractions (they are not class indices).
+
+    Args:
+        labels: Float class indices shaped (N,).
+
+    Raises:
+        ValueError: Naming the first bad label, its index and what is wrong with it.
+    """
+    for problem, bad in (
+        ("NaN", np.isnan(labels)),
+        ("an infinite value", np.isinf(labels)),
+        ("a fractional value", np.isfinite(labels) & (labels != np.round(labels))),
+    ):
+        if bad.any():
+            index = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"labels: expected whole-number class indices, got {problem} "
+                f"({float(labels[index])!r}) at index {index}"
+            )
 
 
 def _label_text(index: int, class_names: Mapping[int, str] | Sequence[str] | None) -> str:
@@ -171,9 +194,9 @@ def show_images(
     array = _images_for_display(images)
     count = array.shape[0]
     indices = None if labels is None else _label_indices(labels, count)
-    if not isinstance(ncols, int) or ncols < 1:
+    if isinstance(ncols, bool) or not isinstance(ncols, numbers.Integral) or ncols < 1:
         raise ValueError(f"ncols: expected a positive int, got {ncols!r}")
-    columns = min(ncols, count)
+    columns = min(int(ncols), count)
     rows = math.ceil(count / columns)
     figure, axes = plt.subplots(
         rows,
@@ -232,6 +255,7 @@ def plot_history(
     *,
     metrics: Sequence[str] | None = None,
     panel_size: tuple[float, float] = (4.0, 3.0),
+    validation_freq: int | Sequence[int] = 1,
 ) -> np.ndarray:
     """Plots training curves: one panel per metric, training against ``val_`` values.
 
@@ -241,13 +265,19 @@ def plot_history(
         metrics: Names of the metrics to plot, without the ``val_`` prefix. Defaults to every
             training metric in the history, in its order.
         panel_size: Width and height of one panel in inches.
+        validation_freq: The ``validation_freq`` given to ``model.fit``, which records ``val_``
+            values only at some epochs: an int ``k`` (epochs ``k``, ``2k``, ...) or a sequence
+            of 1-based epochs. Validation points are drawn at those epochs. It is never guessed
+            from the lengths (several frequencies give the same count), so a shorter ``val_``
+            list without it is an error that says so.
 
     Returns:
         A 1-D NumPy array of Axes, one per metric. The x axis is the epoch, starting at 1.
 
     Raises:
         TypeError: If ``history`` is not a History or a mapping.
-        ValueError: If a requested metric is missing, or a curve's length differs from the others.
+        ValueError: If a requested metric is missing, ``validation_freq`` is not a positive int
+            or a sequence of epochs, or a ``val_`` curve's length does not fit it.
     """
     logs = _history_dict(history)
     names = list(metrics) if metrics is not None else [n for n in logs if not n.startswith("val_")]
@@ -261,32 +291,71 @@ def plot_history(
         1, len(names), figsize=(panel_size[0] * len(names), panel_size[1]), squeeze=False
     )
     for ax, name in zip(axes[0], names, strict=True):
-        _plot_metric(ax, name, logs[name], logs.get(f"val_{name}"))
+        train = logs[name]
+        val = logs.get(f"val_{name}")
+        val_epochs = (
+            None if val is None else _validation_epochs(name, len(train), val, validation_freq)
+        )
+        _plot_metric(ax, name, train, val, val_epochs)
     figure.tight_layout()
     return axes[0]
 
 
-def _plot_metric(ax: Axes, name: str, train: list[float], val: list[float] | None) -> None:
+def _validation_epochs(
+    name: str, epochs: int, val: list[float], validation_freq: int | Sequence[int]
+) -> list[int]:
+    """Returns the 1-based epochs at which ``model.fit`` recorded the validation values.
+
+    Args:
+        name: The metric name, for messages.
+        epochs: The number of training epochs.
+        val: The validation values.
+        validation_freq: As in ``model.fit``: an int ``k`` or a sequence of 1-based epochs.
+
+    Returns:
+        One epoch per validation value.
+
+    Raises:
+        ValueError: If ``validation_freq`` is invalid or does not give ``len(val)`` epochs.
+    """
+    if isinstance(validation_freq, numbers.Integral) and not isinstance(validation_freq, bool):
+        if validation_freq < 1:
+            raise ValueError(f"validation_freq: expected a positive int, got {validation_freq!r}")
+        at = list(range(int(validation_freq), epochs + 1, int(validation_freq)))
+    elif isinstance(validation_freq, Sequence) and not isinstance(validation_freq, str):
+        at = sorted({int(e) for e in validation_freq if 1 <= e <= epochs})
+    else:
+        raise ValueError(
+            "validation_freq: expected a positive int or a sequence of epochs, "
+            f"got {validation_freq!r}"
+        )
+    if len(at) != len(val):
+        hint = ""
+        if validation_freq == 1 and len(val) < epochs:
+            hint = "; if model.fit ran with validation_freq, pass the same validation_freq here"
+        raise ValueError(
+            f"history['val_{name}']: expected {len(at)} values ({epochs} epochs of {name!r}, "
+            f"validation_freq={validation_freq!r}), got {len(val)}{hint}"
+        )
+    return at
+
+
+def _plot_metric(
+    ax: Axes, name: str, train: list[float], val: list[float] | None, val_epochs: list[int] | None
+) -> None:
     """Draws one metric's training (and validation) curve on ``ax``.
 
     Args:
         ax: The Axes to draw on.
         name: The metric name, used for the title and y label.
         train: The training values, one per epoch.
-        val: The validation values, one per epoch, or None.
-
-    Raises:
-        ValueError: If the validation curve's length differs from the training curve's.
+        val: The validation values, or None.
+        val_epochs: The 1-based epoch of each validation value, or None.
     """
     epochs = np.arange(1, len(train) + 1)
     ax.plot(epochs, train, marker="o", markersize=3, label="train")
-    if val is not None:
-        if len(val) != len(train):
-            raise ValueError(
-                f"history['val_{name}']: expected {len(train)} values (as in {name!r}), "
-                f"got {len(val)}"
-            )
-        ax.plot(epochs, val, marker="o", markersize=3, label="validation")
+    if val is not None and val_epochs is not None:
+        ax.plot(val_epochs, val, marker="o", markersize=3, label="validation")
     ax.set_title(name)
     ax.set_xlabel("epoch")
     ax.set_ylabel(name)

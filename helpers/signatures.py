@@ -18,9 +18,15 @@ This module finds those problems in plain Python, before or while TensorFlow see
   ``from_generator(checked(gen, sig), output_signature=sig)``.
 * :func:`describe` prints a signature as a small table.
 
-Paths follow ``tf.nest``: ``['image']`` is the dict key ``"image"``, ``[1]`` is position 1 of a
-tuple, ``[0]['image']`` nests them, and ``<root>`` is an element that is a single tensor. Dict
-keys are visited in sorted order, as ``tf.nest`` and ``from_generator`` do.
+Paths follow ``tf.nest``: ``[1]`` is position 1 of a tuple, ``['image']`` is the dict key
+``"image"``, ``[0]['image']`` nests them, and ``<root>`` is an element that is a single tensor. A
+``str`` or ``bytes`` dict key is shown as its ``repr``; any other dict key as ``[key=<repr>]``
+(``[key=1]`` is the int key 1, never to be confused with position ``[1]``). Dict keys are visited in
+sorted order, as ``tf.nest`` and ``from_generator`` do.
+
+Besides ``tf.TensorSpec`` and ``tf.RaggedTensorSpec``, signatures may hold ``tf.SparseTensorSpec``
+leaves (``from_generator`` accepts a ``tf.SparseTensor`` or ``tf.compat.v1.SparseTensorValue``
+there, without any cast).
 
 Example:
     >>> import numpy as np
@@ -38,10 +44,13 @@ Example:
 
 from __future__ import annotations
 
+import decimal
+import fractions
 import functools
 import inspect
 import itertools
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -55,6 +64,9 @@ ROOT = "<root>"
 """The path of an element that is a single tensor rather than a tuple or dict."""
 
 _STRING_TYPES = (str, bytes, np.str_, np.bytes_)
+_RATIONAL_TYPES = (decimal.Decimal, fractions.Fraction)
+"""Exact non-float numbers that from_generator converts like floats (``float(x)``, ``int(x)``)."""
+_SPARSE_TYPES = (tf.SparseTensor, tf.compat.v1.SparseTensorValue)
 
 
 class SignatureError(TypeError):
@@ -71,9 +83,15 @@ class SignatureError(TypeError):
 # --------------------------------------------------------------------------------------------
 
 
-def _join(path: str, key: Any) -> str:
-    """Appends one step (a dict key or a tuple position) to a path."""
-    return ("" if path == ROOT else path) + f"[{key!r}]"
+def _join_position(path: str, position: int) -> str:
+    """Appends a tuple position to a path: ``[1]``."""
+    return ("" if path == ROOT else path) + f"[{position}]"
+
+
+def _join_key(path: str, key: Any) -> str:
+    """Appends a dict key to a path: ``['image']`` for str and bytes keys, ``[key=1]`` otherwise."""
+    step = repr(key) if isinstance(key, (str, bytes)) else f"key={key!r}"
+    return ("" if path == ROOT else path) + f"[{step}]"
 
 
 def _is_structure(value: Any) -> bool:
@@ -95,31 +113,37 @@ def _leaves(signature: Any, path: str = ROOT) -> Iterator[tuple[str, Any]]:
     """Yields ``(path, spec)`` for every leaf of a signature, in ``tf.nest`` order."""
     if isinstance(signature, dict):
         for key in _sorted_keys(signature, path):
-            yield from _leaves(signature[key], _join(path, key))
+            yield from _leaves(signature[key], _join_key(path, key))
     elif isinstance(signature, tuple):
         for position, item in enumerate(signature):
-            yield from _leaves(item, _join(path, position))
+            yield from _leaves(item, _join_position(path, position))
     else:
         yield path, signature
 
 
-def _validate_signature(signature: Any) -> bool:
-    """Checks that every leaf is a TensorSpec or RaggedTensorSpec; returns True if any is ragged.
+def _validate_signature(signature: Any) -> str:
+    """Checks that every leaf is a TensorSpec, RaggedTensorSpec or SparseTensorSpec.
+
+    Returns:
+        The conversion mode: ``""`` if every leaf is a TensorSpec (``from_generator`` converts with
+        NumPy), otherwise the spec that makes it convert with ``tf.convert_to_tensor``, e.g.
+        ``"a RaggedTensorSpec"`` (see :func:`_check_python_for_tensor_mode`).
 
     Raises:
-        SignatureError: if a leaf is something else (a list, a dtype, a SparseTensorSpec, ...).
+        SignatureError: if a leaf is something else (a list, a dtype, a string, ...).
     """
-    ragged = False
+    mode = ""
     for path, spec in _leaves(signature):
-        if isinstance(spec, tf.RaggedTensorSpec):
-            ragged = True
+        if isinstance(spec, (tf.RaggedTensorSpec, tf.SparseTensorSpec)):
+            mode = mode or f"a {type(spec).__name__}"
         elif not isinstance(spec, tf.TensorSpec):
             hint = " (use a tuple: from_generator refuses lists in a signature)"
             raise SignatureError(
-                f"signature at {path}: expected tf.TensorSpec or tf.RaggedTensorSpec, "
-                f"got {type(spec).__name__}{hint if isinstance(spec, list) else ''}"
+                f"signature at {path}: expected tf.TensorSpec, tf.RaggedTensorSpec or "
+                f"tf.SparseTensorSpec, got {type(spec).__name__}"
+                f"{hint if isinstance(spec, list) else ''}"
             )
-    return ragged
+    return mode
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,8 +160,12 @@ def _format_shape(shape: tf.TensorShape | tuple[int | None, ...]) -> str:
     return str(tuple(shape))
 
 
-def _format_spec(spec: tf.TensorSpec | tf.RaggedTensorSpec) -> str:
+def _format_spec(spec: tf.TensorSpec | tf.RaggedTensorSpec | tf.SparseTensorSpec) -> str:
     """Formats a spec for a message, e.g. ``float32 with shape (28, 28, 3)``."""
+    if isinstance(spec, tf.SparseTensorSpec):
+        return (
+            f"a tf.SparseTensor of {spec.dtype.name} with dense shape {_format_shape(spec.shape)}"
+        )
     if isinstance(spec, tf.RaggedTensorSpec):
         return (
             f"a tf.RaggedTensor of {spec.dtype.name} with shape {_format_shape(spec.shape)}, "
@@ -162,6 +190,12 @@ def _describe_value(value: Any) -> str:
             f"a tf.RaggedTensor of {value.dtype.name} with shape {_format_shape(value.shape)}, "
             f"ragged_rank {value.ragged_rank}, row_splits {value.row_splits.dtype.name}"
         )
+    if isinstance(value, tf.SparseTensor):
+        return (
+            f"a tf.SparseTensor of {value.dtype.name} with dense shape {_format_shape(value.shape)}"
+        )
+    if isinstance(value, tf.compat.v1.SparseTensorValue):
+        return f"a SparseTensorValue with dense_shape {np.asarray(value.dense_shape).tolist()}"
     if isinstance(value, tf.Tensor):
         return f"a tf.Tensor of {value.dtype.name} with shape {_format_shape(value.shape)}"
     if isinstance(value, np.ndarray):
@@ -218,6 +252,9 @@ def _float_kind(dtype: tf.DType) -> bool:
 def _bad_mask(src: np.ndarray, out: np.ndarray, dtype: tf.DType, strict: bool) -> np.ndarray:
     """Marks the values of ``src`` that did not survive the cast to ``out`` unchanged.
 
+    Every comparison is exact on every platform: integers are compared as integers (range check,
+    then a round trip), floats in their own dtype (float16 as float32), never in ``np.longdouble``.
+
     Args:
         src: the yielded values, a NumPy array of kind b, i, u, f or c.
         out: ``src`` converted to the spec's dtype the way ``from_generator`` converts it.
@@ -228,46 +265,96 @@ def _bad_mask(src: np.ndarray, out: np.ndarray, dtype: tf.DType, strict: bool) -
         A boolean array of ``src``'s shape.
     """
     with np.errstate(all="ignore"):
-        bad = np.zeros(src.shape, dtype=bool)
+        lost_imaginary = None
         if src.dtype.kind == "c" and not dtype.is_complex:
-            bad |= src.imag != 0
+            lost_imaginary = src.imag != 0
             src = src.real
         if dtype.is_bool:
-            return bad | ~((src == 0) | (src == 1))
-        if dtype.is_integer:
-            if src.dtype.kind in "iu":
-                info = np.iinfo(out.dtype)
-                return bad | (src < int(info.min)) | (src > int(info.max))
-            return bad | ~np.isfinite(src) | (_exact_wide(out) != _exact_wide(src))
-        parts = [(src.real, out.real)]
-        if dtype.is_complex:
-            parts.append((np.imag(src), out.imag))
-        for part_src, part_out in parts:
-            bad |= _bad_float_part(part_src, part_out, strict)
-        return bad
+            bad = ~((src == 0) | (src == 1))
+        elif dtype.is_integer:
+            bad = _bad_integer_cast(src, out.dtype)
+        else:
+            bad = _bad_float_part(src.real, _real_float(out.real), strict)
+            if dtype.is_complex:
+                bad |= _bad_float_part(np.imag(src), out.imag, strict)
+        return bad if lost_imaginary is None else bad | lost_imaginary
 
 
-def _exact_wide(array: np.ndarray) -> np.ndarray:
-    """Widens an array to ``np.longdouble`` for exact comparisons of integers and floats.
+def _real_float(array: np.ndarray) -> np.ndarray:
+    """Returns a float array that NumPy can compare: bfloat16 is widened (exactly) to float32."""
+    return array.astype(np.float32) if array.dtype.kind == "V" else array
 
-    On x86 Linux ``np.longdouble`` holds every 64-bit integer exactly. Where it is only float64
-    (Windows, Apple silicon), integers beyond 2**53 that differ by less than their spacing compare
-    equal.
+
+def _integer_bounds(dtype: np.dtype) -> tuple[float, float]:
+    """Returns ``(low, high)`` with every value of the integer ``dtype`` in ``[low, high)``.
+
+    Both are powers of two (or 0), so they are exact in float32 and wider floats.
     """
-    if array.dtype.kind not in "biuf":  # bfloat16: widen through float64, exact
-        array = array.astype(np.float64)
-    return array.astype(np.longdouble)
+    info = np.iinfo(dtype)
+    return float(int(info.min)), float(int(info.max) + 1)
+
+
+def _holds_bounds(array: np.ndarray) -> np.ndarray:
+    """Widens float16 to float32 (exactly), so the integer bounds up to 2**64 are exact in it."""
+    return array.astype(np.float32) if array.dtype.itemsize < 4 else array
+
+
+def _bad_integer_cast(src: np.ndarray, target: np.dtype) -> np.ndarray:
+    """Marks real values (bool, integer or float) that an integer ``target`` cannot hold exactly."""
+    if src.dtype.kind in "biu":
+        info = np.iinfo(target)
+        return (src < int(info.min)) | (src > int(info.max))  # NumPy compares integers exactly
+    wide = _holds_bounds(src)
+    low, high = _integer_bounds(target)
+    whole = np.isfinite(wide) & (wide >= low) & (wide < high) & (np.trunc(wide) == wide)
+    return ~whole
 
 
 def _bad_float_part(src: np.ndarray, out: np.ndarray, strict: bool) -> np.ndarray:
     """Marks real values that changed in a cast to a floating dtype (see :func:`_bad_mask`)."""
-    wide_src, wide_out = _exact_wide(src), _exact_wide(out)
-    if src.dtype.kind in "biu":
-        return ~np.isfinite(out) | (wide_out != wide_src)
-    if not strict:
-        return np.isfinite(wide_src) & ~np.isfinite(wide_out)
-    same = (wide_src == wide_out) | (np.isnan(wide_src) & np.isnan(wide_out))
-    return ~same
+    if src.dtype.kind == "b":
+        return np.zeros(src.shape, dtype=bool)
+    if src.dtype.kind in "iu":
+        return _bad_integer_round_trip(src, out)
+    if not strict:  # only overflow counts: finite values that became inf
+        overflow = ~np.isfinite(out)
+        return overflow & np.isfinite(src) if overflow.any() else overflow
+    # NumPy promotes both sides to the wider float dtype, which holds both exactly.
+    return ~((src == out) | (np.isnan(src) & np.isnan(out)))
+
+
+def _bad_integer_round_trip(src: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Marks integers that did not survive the cast to the float array ``out``.
+
+    An integer survives if its float is finite, inside the integer dtype's range (so the cast
+    back is defined) and casts back to the same integer.
+    """
+    low, high = _integer_bounds(src.dtype)
+    wide = _holds_bounds(out)
+    in_range = np.isfinite(wide) & (wide >= low) & (wide < high)
+    back = np.where(in_range, wide, 0.0).astype(src.dtype)
+    return ~in_range | (back != src)
+
+
+def _finite(x: Any) -> bool:
+    """True if a number (Python, NumPy, Decimal or Fraction) is finite; exact for Decimal."""
+    if isinstance(x, decimal.Decimal):
+        return x.is_finite()
+    if isinstance(x, numbers.Rational):
+        return True
+    return bool(np.isfinite(x))
+
+
+def _is_nan(x: Any) -> bool:
+    """True if a real number is NaN (a float, a NumPy float or a Decimal)."""
+    if isinstance(x, decimal.Decimal):
+        return x.is_nan()
+    return isinstance(x, (float, np.floating)) and math.isnan(x)
+
+
+def _roundable(x: Any) -> bool:
+    """True for real numbers that may be rounded into a float dtype (not integers)."""
+    return isinstance(x, (float, np.floating, *_RATIONAL_TYPES))
 
 
 def _reason(x: Any, y: Any, dtype: tf.DType, strict: bool) -> str:
@@ -282,22 +369,17 @@ def _reason(x: Any, y: Any, dtype: tf.DType, strict: bool) -> str:
         return f"{shown_x} is not 0 or 1 ({becomes})"
     if dtype.is_integer:
         info = np.iinfo(dtype.as_numpy_dtype)
-        if isinstance(real, (float, np.floating)) and not math.isfinite(real):
+        if _roundable(real) and not _finite(real):
             return f"{shown_x} has no {name} value ({becomes})"
-        if isinstance(real, (float, np.floating)) and not float(real).is_integer():
+        if _roundable(real) and real != int(real):
             return f"{shown_x} is not a whole number ({becomes})"
         limits = f"[{info.min}, {info.max}]"
         if info.min == 0 and real < 0:
             return f"{shown_x} is negative and {name} is unsigned ({becomes})"
         return f"{shown_x} is outside the range of {name} {limits} ({becomes})"
-    if isinstance(y, (complex, np.complexfloating)) or _float_kind(dtype):
-        try:
-            overflow = not np.isfinite(y) and bool(np.isfinite(x))
-        except TypeError:
-            overflow = False
-        if overflow:
-            return f"{shown_x} overflows {name} ({becomes})"
-    if strict and isinstance(real, (float, np.floating)):
+    if _float_kind(dtype) and not _finite(y) and _finite(x):
+        return f"{shown_x} overflows {name} ({becomes})"
+    if strict and _roundable(real):
         return f"{shown_x} is rounded to {shown_y} in {name} (strict=True refuses rounding)"
     return f"{shown_x} is not exactly representable in {name} ({becomes})"
 
@@ -313,14 +395,22 @@ class _MismatchError(Exception):
 
 
 def _check_strings(value: Any, src: np.ndarray) -> None:
-    """Checks that a value for a ``tf.string`` spec holds only str or bytes."""
-    if src.dtype.kind in "SU":
+    """Checks that a value for a ``tf.string`` spec holds only str or bytes.
+
+    A NumPy string array passes. A list (or other non-array) is looked at item by item, as
+    ``from_generator`` converts it (to an object array): ``np.asarray([1, "a"])`` would be a string
+    array, but ``from_generator`` refuses the ``1``.
+    """
+    if src.dtype.kind in "SU" and isinstance(value, (np.ndarray, np.generic)):
         return
-    if src.dtype.kind == "O":
-        for item in src.flat:
+    if src.dtype.kind in "OSU":
+        items = src if src.dtype.kind == "O" else np.asarray(value, dtype=object)
+        for position, item in enumerate(items.flat):
             if not isinstance(item, _STRING_TYPES):
+                place = tuple(int(i) for i in np.unravel_index(position, items.shape))
+                where = "" if items.ndim == 0 else f" at index {place}"
                 raise _MismatchError(
-                    f"{_format_scalar(item)} is not str or bytes "
+                    f"{_format_scalar(item)}{where} is not str or bytes "
                     "(from_generator raises InternalError 'Unsupported object type')"
                 )
         return
@@ -335,14 +425,14 @@ def _item_changed(x: Any, y: Any, dtype: tf.DType, strict: bool) -> bool:
     x_parts = (x.real, x.imag) if isinstance(x, complex) else (x, 0)
     y_parts = (y.real, y.imag) if isinstance(y, complex) else (y, 0)
     for a, b in zip(x_parts, y_parts, strict=True):
-        if isinstance(a, float) and math.isnan(a):
-            if not (isinstance(b, float) and math.isnan(b)):
+        if _is_nan(a):
+            if not _is_nan(b):
                 return True
             continue
-        rounding = isinstance(a, float) and _float_kind(dtype) and not strict
-        if rounding and math.isfinite(a) and math.isfinite(b):
+        rounding = _roundable(a) and _float_kind(dtype) and not strict
+        if rounding and _finite(a) and _finite(b):
             continue
-        if a != b:
+        if a != b:  # exact for int, float, Decimal and Fraction alike
             return True
     return False
 
@@ -355,7 +445,7 @@ def _check_object_values(src: np.ndarray, out: np.ndarray, dtype: tf.DType, stri
         where = "" if src.ndim == 0 else f" at index {place}"
         if isinstance(x, np.generic):
             x = x.item()
-        if not isinstance(x, (int, float, complex)):
+        if not isinstance(x, (int, float, complex, *_RATIONAL_TYPES)):
             raise _MismatchError(f"{_format_scalar(x)}{where} is not a number")
         if _item_changed(x, y.item(), dtype, strict):
             raise _MismatchError(_reason(x, y.item(), dtype, strict) + where)
@@ -382,6 +472,11 @@ def _check_numbers(
     if kind == "O":
         _check_object_values(src, out, dtype, strict)
         return
+    _refuse_bad_values(src, out, dtype, strict)
+
+
+def _refuse_bad_values(src: np.ndarray, out: np.ndarray, dtype: tf.DType, strict: bool) -> None:
+    """Raises _MismatchError naming the first value of ``src`` that ``out`` does not hold."""
     bad = _bad_mask(src, out, dtype, strict)
     if not bad.any():
         return
@@ -399,12 +494,14 @@ _PYTHON_ALLOWED_KINDS = {"b": "biufc", "i": "iufc", "u": "iufc", "f": "fc", "c":
 _KIND_NAMES = {"b": "bool", "i": "int", "u": "int", "f": "float", "c": "complex"}
 
 
-def _check_python_for_tensor_mode(value: Any, src: np.ndarray, dtype: tf.DType) -> None:
-    """Refuses what ``tf.convert_to_tensor`` refuses when the signature holds a RaggedTensorSpec.
+def _check_python_for_tensor_mode(value: Any, src: np.ndarray, dtype: tf.DType, mode: str) -> None:
+    """Refuses what ``tf.convert_to_tensor`` refuses when the signature holds a composite spec.
 
-    With a RaggedTensorSpec anywhere in the signature, ``from_generator`` converts every dense
-    component with ``tf.convert_to_tensor``, which refuses a Python float for an integer dtype (even
-    ``2.0``), a Python int for ``bool``, and a ``tf.Tensor`` of another dtype.
+    With a RaggedTensorSpec or SparseTensorSpec anywhere in the signature (``mode`` names it),
+    ``from_generator`` converts every dense component with ``tf.convert_to_tensor``, which refuses
+    a Python float for an integer dtype (even ``2.0``), a Python int for ``bool``, a Python string
+    for a number, a ``Decimal`` or ``Fraction``, and a ``tf.Tensor`` of another dtype (and more,
+    see :func:`_convert_like_tensor_mode`). NumPy values are cast as in the NumPy mode.
     """
     if isinstance(value, tf.Tensor):
         if value.dtype != dtype:
@@ -415,32 +512,72 @@ def _check_python_for_tensor_mode(value: Any, src: np.ndarray, dtype: tf.DType) 
         return
     if isinstance(value, (np.ndarray, np.generic)) or dtype == tf.string:
         return
+    uses = f"with {mode} in the signature, from_generator uses tf.convert_to_tensor"
+    if src.dtype.kind in "SU":
+        raise _MismatchError(
+            f"a string is not a number: {uses}, which refuses it; convert it explicitly"
+        )
+    if src.dtype.kind == "O":
+        for item in src.flat:
+            if isinstance(item, _RATIONAL_TYPES):
+                raise _MismatchError(
+                    f"{uses}, which refuses a {type(item).__name__}; convert it with float() or "
+                    "int() first"
+                )
+        return
     target_kind = np.dtype(dtype.as_numpy_dtype).kind
     target_kind = "f" if target_kind == "V" else target_kind  # bfloat16
     if target_kind not in _PYTHON_ALLOWED_KINDS.get(src.dtype.kind, target_kind):
         raise _MismatchError(
-            f"with a RaggedTensorSpec in the signature, from_generator uses tf.convert_to_tensor, "
-            f"which refuses a Python {_KIND_NAMES[src.dtype.kind]} for {dtype.name}; yield a NumPy "
-            "value of the right dtype"
+            f"{uses}, which refuses a Python {_KIND_NAMES[src.dtype.kind]} for {dtype.name}; yield "
+            "a NumPy value of the right dtype"
         )
 
 
-def _check_dense(value: Any, spec: tf.TensorSpec, strict: bool, tensor_mode: bool) -> None:
+def _convert_like_tensor_mode(value: Any, dtype: tf.DType, mode: str) -> None:
+    """Calls ``tf.convert_to_tensor`` on a Python value whose numbers already passed the checks.
+
+    Its remaining refusals follow no simple rule (``False`` for ``int8`` but not ``int32``), so
+    the check asks it. It runs last: TensorFlow 2.21 raises ``SystemError`` for a negative Python
+    int into ``uint64`` and may later abort the process, so out-of-range values never get here.
+    """
+    if isinstance(value, (np.ndarray, np.generic, tf.Tensor)) or dtype == tf.string:
+        return
+    try:
+        tf.convert_to_tensor(value, dtype=dtype)
+    except (TypeError, ValueError, OverflowError, SystemError, tf.errors.OpError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise _MismatchError(
+            f"with {mode} in the signature, from_generator uses tf.convert_to_tensor, which "
+            f"refuses it ({reason}); yield a NumPy value of the right dtype"
+        ) from None
+
+
+def _none_fate(dtype: tf.DType, mode: str) -> str:
+    """What from_generator does with a None for ``dtype`` (it converts None only in NumPy mode)."""
+    if mode:
+        return "refuse it"
+    if dtype.is_floating or dtype.is_complex:
+        return "silently turn it into nan"
+    if dtype == tf.bool:
+        return "silently turn it into False"
+    return "refuse it"
+
+
+def _check_dense(value: Any, spec: tf.TensorSpec, strict: bool, mode: str) -> None:
     """Checks one value against a TensorSpec; raises _MismatchError with the reason."""
     if value is None:
-        if spec.dtype.is_floating or spec.dtype.is_complex:
-            fate = "silently turn it into nan"
-        elif spec.dtype == tf.bool:
-            fate = "silently turn it into False"
-        else:
-            fate = "refuse it"
         raise _MismatchError(
-            f"None is not a value: from_generator would {fate} "
+            f"None is not a value: from_generator would {_none_fate(spec.dtype, mode)} "
             "(yield a value or drop the component)"
         )
-    if isinstance(value, (tf.RaggedTensor, tf.SparseTensor)):
+    if isinstance(value, tf.RaggedTensor):
         raise _MismatchError(
             "a dense value was expected (use tf.RaggedTensorSpec for ragged values)"
+        )
+    if isinstance(value, _SPARSE_TYPES):
+        raise _MismatchError(
+            "a dense value was expected (use tf.SparseTensorSpec for sparse values)"
         )
     if _is_structure(value) and not isinstance(value, tuple):
         raise _MismatchError(
@@ -452,12 +589,38 @@ def _check_dense(value: Any, spec: tf.TensorSpec, strict: bool, tensor_mode: boo
         raise _MismatchError(f"it cannot be converted to an array ({error})") from None
     if not _shape_fits(src.shape, spec.shape):
         raise _MismatchError(f"the shape {src.shape} does not fit {_format_shape(spec.shape)}")
-    if tensor_mode:
-        _check_python_for_tensor_mode(value, src, spec.dtype)
+    if src.size == 0 and not isinstance(value, tf.Tensor):
+        return  # from_generator accepts an empty value for every dtype: no value to lose
+    if mode:
+        _check_python_for_tensor_mode(value, src, spec.dtype, mode)
     if spec.dtype == tf.string:
         _check_strings(value, src)
     else:
         _check_numbers(value, src, np.dtype(spec.dtype.as_numpy_dtype), spec.dtype, strict)
+    if mode:
+        _convert_like_tensor_mode(value, spec.dtype, mode)
+
+
+def _check_sparse(value: Any, spec: tf.SparseTensorSpec) -> None:
+    """Checks one value against a SparseTensorSpec; raises _MismatchError with the reason."""
+    if not isinstance(value, _SPARSE_TYPES):
+        raise _MismatchError(
+            "from_generator accepts only a tf.SparseTensor or tf.compat.v1.SparseTensorValue "
+            "here; yield tf.sparse.SparseTensor(indices, values, dense_shape)"
+        )
+    try:
+        sparse = tf.SparseTensor.from_value(value)
+    except (TypeError, ValueError) as error:
+        raise _MismatchError(f"it cannot be made into a tf.SparseTensor ({error})") from None
+    if sparse.dtype != spec.dtype:
+        raise _MismatchError(
+            f"the dtype {sparse.dtype.name} is not {spec.dtype.name} (no cast happens)"
+        )
+    if not spec.shape.is_compatible_with(sparse.shape):
+        raise _MismatchError(
+            f"the dense shape {_format_shape(sparse.shape)} does not fit "
+            f"{_format_shape(spec.shape)}"
+        )
 
 
 def _check_ragged(value: Any, spec: tf.RaggedTensorSpec) -> None:
@@ -488,9 +651,12 @@ def _check_structure(element: Any, signature: Any, where: str) -> None:
     """Checks that a yielded element has the tuple/dict structure of a signature node."""
     if isinstance(signature, dict):
         if not isinstance(element, dict):
+            hint = ""
+            if isinstance(element, Mapping):
+                hint = " (from_generator accepts only dict and its subclasses: yield dict(...))"
             raise SignatureError(
                 f"{where}: expected a dict with keys {_sorted_keys(signature, where)!r}, "
-                f"got {_describe_value(element)}"
+                f"got {_describe_value(element)}{hint}"
             )
         missing = [key for key in signature if key not in element]
         extra = [key for key in element if key not in signature]
@@ -516,22 +682,24 @@ def _check_structure(element: Any, signature: Any, where: str) -> None:
         )
 
 
-def _walk(element: Any, signature: Any, path: str, prefix: str, mode: tuple[bool, bool]) -> None:
+def _walk(element: Any, signature: Any, path: str, prefix: str, mode: tuple[bool, str]) -> None:
     """Checks an element against a signature raises SignatureError at the first fault."""
     where = f"{prefix}{path}"
     if isinstance(signature, (dict, tuple)):
         _check_structure(element, signature, where)
         if isinstance(signature, dict):
             for key in _sorted_keys(signature, where):
-                _walk(element[key], signature[key], _join(path, key), prefix, mode)
+                _walk(element[key], signature[key], _join_key(path, key), prefix, mode)
         else:
             for position, (item, spec) in enumerate(zip(element, signature, strict=True)):
-                _walk(item, spec, _join(path, position), prefix, mode)
+                _walk(item, spec, _join_position(path, position), prefix, mode)
         return
     strict, tensor_mode = mode
     try:
         if isinstance(signature, tf.RaggedTensorSpec):
             _check_ragged(element, signature)
+        elif isinstance(signature, tf.SparseTensorSpec):
+            _check_sparse(element, signature)
         else:
             _check_dense(element, signature, strict, tensor_mode)
     except _MismatchError as mismatch:
@@ -554,17 +722,24 @@ def check_element(
     than 0 and 1 into ``bool``, dropped imaginary parts, integers too large to be exact in a float
     dtype) and strings into numeric dtypes. Rounding a float to a narrower float dtype
     (``float64`` -> ``float32``) is allowed unless ``strict`` is True; overflow never is.
+    ``decimal.Decimal`` and ``fractions.Fraction`` values, which ``from_generator`` converts with
+    ``float()``/``int()``, follow the float rules. A list for a ``tf.string`` spec must hold only
+    str or bytes. An empty value passes for every dtype, as in ``from_generator``. Values are
+    converted in the calling thread; TensorFlow's own threads flush subnormal floats to zero, a
+    change ``strict`` sees only when the check runs inside the pipeline (as with :func:`checked`).
 
     ``bool`` into numbers and exact int -> float casts are allowed. A ``tf.RaggedTensorSpec``
-    needs a ``tf.RaggedTensor`` of exactly its dtype, ragged rank and row-splits dtype. With a
-    ``RaggedTensorSpec`` anywhere in the signature, ``from_generator`` converts dense components
-    with ``tf.convert_to_tensor``, which is stricter; this check follows it (a Python float is
-    refused for an integer dtype, a ``tf.Tensor`` must have the spec's dtype).
+    needs a ``tf.RaggedTensor`` of exactly its dtype, ragged rank and row-splits dtype; a
+    ``tf.SparseTensorSpec`` a ``tf.SparseTensor`` (or ``tf.compat.v1.SparseTensorValue``) of
+    exactly its dtype with a compatible dense shape. With either spec anywhere in the signature,
+    ``from_generator`` converts dense components with ``tf.convert_to_tensor``, which is stricter;
+    this check follows it (a Python float is refused for an integer dtype, a Python string, None,
+    ``Decimal`` or ``Fraction`` for a number, and a ``tf.Tensor`` must have the spec's dtype).
 
     Args:
         element: one element as a generator would yield it.
-        signature: the ``output_signature``: a ``tf.TensorSpec``/``tf.RaggedTensorSpec`` or tuples
-            and dicts of them.
+        signature: the ``output_signature``: a ``tf.TensorSpec``, ``tf.RaggedTensorSpec`` or
+            ``tf.SparseTensorSpec``, or tuples and dicts of them.
         index: the element's position in the stream, named in the message when given.
         strict: also refuse float rounding (``float64`` -> ``float32``).
 
@@ -586,7 +761,7 @@ def check_element(
 
 
 def _check_prepared(
-    element: Any, signature: Any, index: int | None, strict: bool, tensor_mode: bool
+    element: Any, signature: Any, index: int | None, strict: bool, tensor_mode: str
 ) -> None:
     """check_element without validating the signature again (for :func:`checked`)."""
     prefix = "" if index is None else f"element {index}, "
@@ -618,7 +793,8 @@ def checked(
 
     Raises:
         SignatureError: if ``generator_fn`` is a generator object or not callable, or the signature
-            holds something other than TensorSpec/RaggedTensorSpec in tuples and dicts.
+            holds something other than TensorSpec, RaggedTensorSpec and SparseTensorSpec in tuples
+            and dicts.
 
     Example:
         >>> def gen():
@@ -654,15 +830,34 @@ def checked(
 # --------------------------------------------------------------------------------------------
 
 _PYTHON_DTYPES = {bool: tf.bool, int: tf.int64, float: tf.float32, complex: tf.complex64}
-_LIST_DTYPES = {"b": tf.bool, "i": tf.int64, "f": tf.float32, "c": tf.complex64, "U": tf.string}
+_LIST_DTYPES = {"b": tf.bool, "i": tf.int64, "f": tf.float32, "c": tf.complex64}
 
 
-def _leaf_spec(value: Any, where: str) -> tf.TensorSpec | tf.RaggedTensorSpec:
+class _EmptyListSpec:
+    """Internal: the spec of an empty list while samples are merged; only its shape is known.
+
+    ``np.asarray([])`` is float64, but an empty list says nothing about its dtype, so the dtype is
+    taken from the other samples. If every sample is empty, it becomes ``tf.float32``, the dtype
+    ``tf.constant([])`` gives.
+    """
+
+    def __init__(self, shape: tuple[int, ...] | tf.TensorShape) -> None:
+        self.shape = tf.TensorShape(shape)
+
+
+def _rebuild(like: tuple[Any, ...], items: list[Any]) -> tuple[Any, ...]:
+    """Builds a tuple of ``items`` of the same type as ``like`` (namedtuples are kept)."""
+    return type(like)(*items) if hasattr(like, "_fields") else tuple(items)
+
+
+def _leaf_spec(value: Any, where: str) -> Any:
     """Infers the spec of one leaf value of a sample."""
     if value is None:
         raise SignatureError(f"{where}: got None; a None value cannot be put in a tensor")
     if isinstance(value, tf.RaggedTensor):
         return tf.RaggedTensorSpec.from_value(value)
+    if isinstance(value, _SPARSE_TYPES):
+        return tf.SparseTensorSpec.from_value(tf.SparseTensor.from_value(value))
     if isinstance(value, tf.Tensor):
         return tf.TensorSpec(value.shape, value.dtype)
     if isinstance(value, (str, bytes)):
@@ -671,10 +866,15 @@ def _leaf_spec(value: Any, where: str) -> tf.TensorSpec | tf.RaggedTensorSpec:
         if type(value) is int and not -(2**63) <= value < 2**63:
             raise SignatureError(f"{where}: got Python int {value}, which does not fit in int64")
         return tf.TensorSpec((), _PYTHON_DTYPES[type(value)])
+    if isinstance(value, _RATIONAL_TYPES):
+        raise SignatureError(
+            f"{where}: got {_describe_value(value)}; a {type(value).__name__} has no TensorFlow "
+            "dtype of its own: convert it with float() or int(), or write the spec by hand"
+        )
     return _array_spec(value, where)
 
 
-def _array_spec(value: Any, where: str) -> tf.TensorSpec:
+def _array_spec(value: Any, where: str) -> Any:
     """Infers the spec of a NumPy array or scalar, or of a list (converted like from_generator)."""
     try:
         array = np.asarray(value)
@@ -683,16 +883,12 @@ def _array_spec(value: Any, where: str) -> tf.TensorSpec:
             f"{where}: {_describe_value(value)} cannot be made into one array ({error}); for rows "
             "of different lengths yield a tf.RaggedTensor"
         ) from None
-    if array.dtype.kind == "O":
-        if all(isinstance(item, _STRING_TYPES) for item in array.flat):
-            return tf.TensorSpec(array.shape, tf.string)
-        raise SignatureError(
-            f"{where}: {_describe_value(value)} holds Python objects, not numbers or strings "
-            "(rows of different lengths? yield a tf.RaggedTensor)"
-        )
-    if array.dtype.kind in "SU":
-        return tf.TensorSpec(array.shape, tf.string)
-    if not isinstance(value, (np.ndarray, np.generic)):
+    is_numpy = isinstance(value, (np.ndarray, np.generic))
+    if not is_numpy and array.size == 0:
+        return _EmptyListSpec(array.shape)
+    if array.dtype.kind in "OSU" and not (is_numpy and array.dtype.kind in "SU"):
+        return _object_spec(value, array, where)
+    if not is_numpy:
         dtype = _LIST_DTYPES.get(array.dtype.kind)
         if dtype is not None:
             return tf.TensorSpec(array.shape, dtype)
@@ -705,15 +901,42 @@ def _array_spec(value: Any, where: str) -> tf.TensorSpec:
         ) from None
 
 
+def _object_spec(value: Any, array: np.ndarray, where: str) -> tf.TensorSpec:
+    """Infers the spec of a list or object array: only all-string values make a tensor here."""
+    items = array if array.dtype.kind == "O" else np.asarray(value, dtype=object)
+    strings = [isinstance(item, _STRING_TYPES) for item in items.flat]
+    if all(strings):
+        return tf.TensorSpec(array.shape, tf.string)
+    if any(strings):
+        raise SignatureError(
+            f"{where}: {_describe_value(value)} mixes strings with other values; from_generator "
+            "refuses it for tf.string (and parses the strings for a number dtype): convert the "
+            "values explicitly"
+        )
+    raise SignatureError(
+        f"{where}: {_describe_value(value)} holds Python objects, not numbers or strings "
+        "(rows of different lengths? yield a tf.RaggedTensor)"
+    )
+
+
 def _sample_tree(sample: Any, where: str, path: str = ROOT) -> Any:
     """Maps a sample to the same structure with an inferred spec at every leaf."""
     here = f"{where}{path}"
+    if isinstance(sample, _SPARSE_TYPES):  # a SparseTensorValue is a namedtuple, yet a leaf
+        return _leaf_spec(sample, here)
     if isinstance(sample, dict):
         keys = _sorted_keys(sample, here)
-        return {key: _sample_tree(sample[key], where, _join(path, key)) for key in keys}
+        return {key: _sample_tree(sample[key], where, _join_key(path, key)) for key in keys}
+    if isinstance(sample, Mapping):
+        raise SignatureError(
+            f"{here}: got a {type(sample).__name__}, a Mapping that is not a dict; from_generator "
+            "accepts only dict (and its subclasses) as a structure: yield dict(...)"
+        )
     if isinstance(sample, tuple):
-        items = [_sample_tree(item, where, _join(path, i)) for i, item in enumerate(sample)]
-        return type(sample)(*items) if hasattr(sample, "_fields") else tuple(items)
+        items = [
+            _sample_tree(item, where, _join_position(path, i)) for i, item in enumerate(sample)
+        ]
+        return _rebuild(sample, items)
     return _leaf_spec(sample, here)
 
 
@@ -725,16 +948,37 @@ def _merge_shapes(first: tf.TensorShape, other: tf.TensorShape) -> tf.TensorShap
     return tf.TensorShape(dims)
 
 
-def _merge_leaf(first: Any, other: Any, where: str) -> Any:
-    """Merges the specs two samples gave for the same leaf."""
-    if type(first) is not type(other) or first.dtype != other.dtype:
-        raise SignatureError(f"{where}: {_format_spec(first)} versus {_format_spec(other)}")
+def _merged_shape(first: Any, other: Any, where: str) -> tf.TensorShape:
+    """Merges the shapes of two leaf specs; raises SignatureError if their ranks differ."""
     shape = _merge_shapes(first.shape, other.shape)
     if shape is None:
         raise SignatureError(
             f"{where}: rank {first.shape.rank} versus rank {other.shape.rank} (write the "
             "signature by hand with shape=None if the rank really varies)"
         )
+    return shape
+
+
+def _merge_empty(first: Any, other: Any, where: str) -> Any:
+    """Merges two leaf specs of which at least one is an empty list's (dtype unknown)."""
+    known = other if isinstance(first, _EmptyListSpec) else first
+    shape = _merged_shape(first, other, where)
+    if isinstance(known, _EmptyListSpec):
+        return _EmptyListSpec(shape)
+    if type(known) is not tf.TensorSpec:
+        raise SignatureError(f"{where}: an empty list versus {_format_spec(known)}")
+    return tf.TensorSpec(shape, known.dtype)
+
+
+def _merge_leaf(first: Any, other: Any, where: str) -> Any:
+    """Merges the specs two samples gave for the same leaf."""
+    if isinstance(first, _EmptyListSpec) or isinstance(other, _EmptyListSpec):
+        return _merge_empty(first, other, where)
+    if type(first) is not type(other) or first.dtype != other.dtype:
+        raise SignatureError(f"{where}: {_format_spec(first)} versus {_format_spec(other)}")
+    shape = _merged_shape(first, other, where)
+    if isinstance(first, tf.SparseTensorSpec):
+        return tf.SparseTensorSpec(shape, first.dtype)
     if isinstance(first, tf.RaggedTensorSpec):
         if (first.ragged_rank, first.row_splits_dtype) != (
             other.ragged_rank,
@@ -743,6 +987,17 @@ def _merge_leaf(first: Any, other: Any, where: str) -> Any:
             raise SignatureError(f"{where}: {_format_spec(first)} versus {_format_spec(other)}")
         return tf.RaggedTensorSpec(shape, first.dtype, first.ragged_rank, first.row_splits_dtype)
     return tf.TensorSpec(shape, first.dtype)
+
+
+def _resolve_empty(tree: Any) -> Any:
+    """Gives every leaf that only ever was an empty list the dtype ``tf.float32``."""
+    if isinstance(tree, dict):
+        return {key: _resolve_empty(value) for key, value in tree.items()}
+    if isinstance(tree, tuple):
+        return _rebuild(tree, [_resolve_empty(item) for item in tree])
+    if isinstance(tree, _EmptyListSpec):
+        return tf.TensorSpec(tree.shape, tf.float32)
+    return tree
 
 
 def _merge(first: Any, other: Any, where: str, path: str = ROOT) -> Any:
@@ -754,15 +1009,15 @@ def _merge(first: Any, other: Any, where: str, path: str = ROOT) -> Any:
             or first.keys() != other.keys()
         ):
             raise SignatureError(f"{here}: {_tree_kind(first)} versus {_tree_kind(other)}")
-        return {key: _merge(first[key], other[key], where, _join(path, key)) for key in first}
+        return {key: _merge(first[key], other[key], where, _join_key(path, key)) for key in first}
     if isinstance(first, tuple) or isinstance(other, tuple):
         if type(first) is not type(other) or len(first) != len(other):
             raise SignatureError(f"{here}: {_tree_kind(first)} versus {_tree_kind(other)}")
         items = [
-            _merge(a, b, where, _join(path, i))
+            _merge(a, b, where, _join_position(path, i))
             for i, (a, b) in enumerate(zip(first, other, strict=True))
         ]
-        return type(first)(*items) if hasattr(first, "_fields") else tuple(items)
+        return _rebuild(first, items)
     return _merge_leaf(first, other, here)
 
 
@@ -809,8 +1064,9 @@ def infer_signature(source: Any, *, num_samples: int = 16) -> Any:
 
     Each leaf gets a spec from its value:
 
-    * NumPy arrays and scalars keep their dtype and shape; ``tf.Tensor`` and ``tf.RaggedTensor``
-      their spec. NumPy and Python strings and bytes become ``tf.string``.
+    * NumPy arrays and scalars keep their dtype and shape; ``tf.Tensor``, ``tf.RaggedTensor`` and
+      ``tf.SparseTensor`` (or ``SparseTensorValue``) their spec. NumPy and Python strings and
+      bytes become ``tf.string``.
     * Python scalars: ``bool`` -> ``tf.bool``; ``int`` -> ``tf.int64`` (``int32`` would wrap
       values from ``2**31`` on, silently); ``float`` -> ``tf.float32``, TensorFlow's own choice for
       Python floats and what models use (a float64 value is rounded to float32, which
@@ -818,7 +1074,11 @@ def infer_signature(source: Any, *, num_samples: int = 16) -> Any:
       ``complex`` -> ``tf.complex64`` for the same reason.
     * Lists are single tensors, as in ``from_generator`` (only tuples and dicts are structures);
       their items follow the Python-scalar rules. Rows of different lengths are an error: yield a
-      ``tf.RaggedTensor`` for them.
+      ``tf.RaggedTensor`` for them. A list mixing strings with other values is an error. An empty
+      list takes its dtype from the other samples (``tf.float32``, as ``tf.constant([])``, if all
+      are empty).
+    * ``Decimal`` and ``Fraction`` values and Mappings that are not dicts (``from_generator``
+      refuses those as structures) are errors.
 
     A dimension that differs between samples becomes ``None``. A structure, dtype or rank that
     differs is an error naming both samples and the path; so is a ``None`` value. Finally every
@@ -851,6 +1111,7 @@ def infer_signature(source: Any, *, num_samples: int = 16) -> Any:
     for index, sample in enumerate(samples[1:], start=1):
         tree = _sample_tree(sample, f"sample {index}, ")
         merged = _merge(merged, tree, f"samples 0 and {index} differ at ")
+    merged = _resolve_empty(merged)
     tensor_mode = _validate_signature(merged)
     for index, sample in enumerate(samples):
         try:
@@ -875,10 +1136,10 @@ def describe(signature: Any) -> str:
 
     Returns:
         The table as text, columns ``path``, ``dtype`` and ``shape``; ragged leaves are marked
-        ``ragged`` with their ragged rank.
+        ``ragged`` with their ragged rank, sparse leaves ``sparse`` (the shape is the dense shape).
 
     Raises:
-        SignatureError: if a leaf is not a TensorSpec or RaggedTensorSpec.
+        SignatureError: if a leaf is not a TensorSpec, RaggedTensorSpec or SparseTensorSpec.
 
     Example:
         >>> sig = {
@@ -896,6 +1157,8 @@ def describe(signature: Any) -> str:
         shape = _format_shape(spec.shape)
         if isinstance(spec, tf.RaggedTensorSpec):
             shape += f" ragged (ragged_rank {spec.ragged_rank})"
+        elif isinstance(spec, tf.SparseTensorSpec):
+            shape += " sparse"
         rows.append((path, spec.dtype.name, shape))
     widths = [max(len(row[column]) for row in rows) for column in range(2)]
     lines = [f"{p:<{widths[0]}}  {d:<{widths[1]}}  {s}" for p, d, s in rows]

@@ -114,7 +114,7 @@ def test_show_images_label_count_mismatch():
 def test_show_images_bad_label_rank_and_fraction():
     with pytest.raises(ValueError, match=r"labels: .* got shape \(3, 1, 1\)"):
         plotting.show_images(np.zeros((3, 4, 4)), np.zeros((3, 1, 1)))
-    with pytest.raises(ValueError, match="fractional"):
+    with pytest.raises(ValueError, match="fractional value"):
         plotting.show_images(np.zeros((2, 4, 4)), [0.5, 1.0])
 
 
@@ -292,3 +292,50 @@ def test_module_does_not_import_tensorflow():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+# regressions from the review ---------------------------------------------------------------
+
+
+def test_plot_history_draws_validation_at_its_epochs():
+    history = {"loss": [4.0, 3.0, 2.0, 1.5, 1.0, 0.8], "val_loss": [3.5, 1.8, 1.1]}
+    axes = plotting.plot_history(history, validation_freq=2)
+    val_line = axes[0].get_lines()[1]
+    np.testing.assert_array_equal(val_line.get_xdata(), [2, 4, 6])
+    np.testing.assert_allclose(val_line.get_ydata(), history["val_loss"])
+    axes = plotting.plot_history(history, validation_freq=[1, 5, 6, 9])
+    np.testing.assert_array_equal(axes[0].get_lines()[1].get_xdata(), [1, 5, 6])
+
+
+def test_plot_history_shorter_validation_without_frequency_says_what_to_do():
+    history = {"loss": [4.0, 3.0, 2.0, 1.5], "val_loss": [3.5, 1.8]}
+    with pytest.raises(ValueError, match=r"expected 4 values .* got 2; if model.fit ran with"):
+        plotting.plot_history(history)
+    with pytest.raises(ValueError, match=r"validation_freq=3\), got 2$"):
+        plotting.plot_history(history, validation_freq=3)
+    for bad in (0, True, "2", 1.5):
+        with pytest.raises(ValueError, match="validation_freq: expected a positive int"):
+            plotting.plot_history(history, validation_freq=bad)
+
+
+@pytest.mark.parametrize("ncols", [True, False, None, "4"])
+def test_show_images_refuses_bool_and_non_int_ncols(ncols):
+    with pytest.raises(ValueError, match=f"ncols: expected a positive int, got {ncols!r}"):
+        plotting.show_images(np.zeros((2, 4, 4)), ncols=ncols)
+
+
+def test_show_images_accepts_numpy_int_ncols():
+    assert plotting.show_images(np.zeros((4, 4, 4)), ncols=np.int64(2)).shape == (2, 2)
+
+
+@pytest.mark.parametrize(
+    ("labels", "problem"),
+    [
+        ([0.0, np.nan], r"got NaN \(nan\) at index 1"),
+        ([np.inf, 1.0], r"got an infinite value \(inf\) at index 0"),
+        ([0.0, 1.5], r"got a fractional value \(1.5\) at index 1"),
+    ],
+)
+def test_show_images_names_nan_inf_and_fractional_labels(labels, problem):
+    with pytest.raises(ValueError, match=f"labels: expected whole-number class indices, {problem}"):
+        plotting.show_images(np.zeros((2, 4, 4)), labels)

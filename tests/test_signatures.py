@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections import namedtuple
+import tracemalloc
+from collections import OrderedDict, namedtuple
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -127,7 +131,7 @@ def test_strings_and_numbers_do_not_mix() -> None:
         np.array(["1", "2"]), tf.TensorSpec((2,), tf.int32)
     )
     text = message(np.array(["a", 1], dtype=object), tf.TensorSpec((2,), tf.string))
-    assert "1 is not str or bytes" in text
+    assert "1 at index (1,) is not str or bytes" in text
 
 
 def test_none_and_unconvertible_values() -> None:
@@ -214,6 +218,7 @@ def test_bad_signature_is_refused() -> None:
 # ------------------------------------------------------------------------- check_element: ragged
 
 RAGGED = tf.RaggedTensorSpec((None, None), tf.int32)
+RAGGED_ROWS = tf.ragged.constant([[1], [2, 3]], dtype=tf.int32)
 
 
 def test_ragged_values() -> None:
@@ -482,3 +487,188 @@ def test_inferred_signature_round_trips_through_from_generator(element: Any) -> 
 @given(element=structures)
 def test_check_element_passes_on_its_inferred_signature(element: Any) -> None:
     check_element(element, infer_signature([element, element]), index=0, strict=True)
+
+
+# ---------------------------------------------------------------- regressions from the review
+
+
+@pytest.mark.parametrize("value", [[1, "a"], [True, "a"], [1.5, b"b"], [["a"], [2]]], ids=repr)
+def test_lists_mixing_strings_and_numbers_are_refused_for_strings(value: Any) -> None:
+    """np.asarray makes a str array of them, but from_generator raises 'Unsupported object type'."""
+    spec = tf.TensorSpec(np.asarray(value).shape, tf.string)
+    assert "is not str or bytes (from_generator raises InternalError" in message(value, spec)
+    with pytest.raises(SignatureError, match="mixes strings with other values"):
+        infer_signature([value])
+    check_element(["a", b"b", np.str_("c")], tf.TensorSpec((3,), tf.string))
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype"),
+    [([], tf.string), ([], tf.int32), ([[], []], tf.bool), (np.zeros(0, "U1"), tf.int32)],
+    ids=repr,
+)
+def test_empty_values_pass_for_every_dtype(value: Any, dtype: tf.DType) -> None:
+    check_element(value, tf.TensorSpec(None, dtype))
+    check_element((value, RAGGED_ROWS), (tf.TensorSpec(None, dtype), RAGGED))
+
+
+def test_infer_takes_an_empty_lists_dtype_from_the_other_samples() -> None:
+    assert infer_signature([[], [1, 2]]) == tf.TensorSpec((None,), tf.int64)
+    assert infer_signature([["a"], []]) == tf.TensorSpec((None,), tf.string)
+    assert infer_signature([([[]], 1), ([[0.5]], 2)])[0] == tf.TensorSpec((1, None), tf.float32)
+    assert infer_signature([[], []]) == tf.TensorSpec((0,), tf.float32)  # as tf.constant([])
+    with pytest.raises(SignatureError, match=r"differ at <root>: an empty list versus a tf\.Ragg"):
+        infer_signature([[[], []], tf.ragged.constant([[1], [2, 3]])])
+
+
+def test_no_longdouble_needed_for_exact_integer_float_casts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where np.longdouble is float64 (Windows, Apple silicon), the checks stay exact."""
+    monkeypatch.setattr(np, "longdouble", np.float64)
+    refused = [
+        (np.array([2**53 + 1], np.int64), tf.float64),
+        (np.array([2**63 - 1], np.int64), tf.float64),  # rounds to 2**63, outside int64
+        (np.array([2**64 - 1], np.uint64), tf.float32),
+        (np.array([2.0**63], np.float64), tf.int64),
+        (np.array([2.0**31], np.float32), tf.int32),
+        (np.array([np.inf], np.float16), tf.int32),
+        (np.array([65520], np.int32), tf.float16),
+    ]
+    for value, dtype in refused:
+        assert "values do not survive the cast" in message(value, tf.TensorSpec((1,), dtype))
+    exact = [
+        (np.array([2**62, -(2**63)], np.int64), tf.float32),
+        (np.array([-(2.0**63), 2.0**62], np.float64), tf.int64),
+        (np.array([2.0**64 - 2.0**11], np.float64), tf.uint64),
+        (np.array([65504, -3], np.int32), tf.float16),
+    ]
+    for value, dtype in exact:
+        check_element(value, tf.TensorSpec((2,) if value.size == 2 else (1,), dtype), strict=True)
+
+
+def test_float64_to_float32_check_needs_no_wide_copies() -> None:
+    """The default (non-strict) path only looks for overflow: no longdouble copies of the data."""
+    values = np.random.default_rng(0).random(1_000_000)
+    tracemalloc.start()
+    check_element(values, tf.TensorSpec((None,), tf.float32))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1.0 * values.nbytes  # the float32 copy is half of it; longdouble was 4 times
+
+
+SPARSE = tf.SparseTensorSpec((3,), tf.int32)
+
+
+def _sparse(dtype: tf.DType = tf.int32, size: int = 3) -> tf.SparseTensor:
+    return tf.sparse.SparseTensor([[0]], tf.constant([7], dtype), [size])
+
+
+def test_sparse_specs_are_supported() -> None:
+    check_element(_sparse(), SPARSE)
+    value = tf.compat.v1.SparseTensorValue(np.array([[0]]), np.array([7], np.int32), np.array([3]))
+    check_element(value, tf.SparseTensorSpec((None,), tf.int32))
+    assert "the dtype int64 is not int32 (no cast happens)" in message(_sparse(tf.int64), SPARSE)
+    assert "the dense shape (4,) does not fit (3,)" in message(_sparse(size=4), SPARSE)
+    assert message(np.zeros(3, np.int32), SPARSE, index=2).startswith(
+        "element 2, <root>: expected a tf.SparseTensor of int32 with dense shape (3,), got int32 "
+        "array with shape (3,): from_generator accepts only a tf.SparseTensor"
+    )
+    assert "use tf.SparseTensorSpec" in message(_sparse(), tf.TensorSpec((3,), tf.int32))
+    assert "with a SparseTensorSpec in the signature" in message((2.0, _sparse()), (I32, SPARSE))
+    assert describe((SPARSE,)) == "path  dtype  shape\n[0]   int32  (3,) sparse"
+
+
+def test_sparse_inference_and_pipeline() -> None:
+    samples = [(_sparse(size=3), 1), (_sparse(size=5), 2)]
+    signature = infer_signature(samples)
+    assert signature == (tf.SparseTensorSpec((None,), tf.int32), tf.TensorSpec((), tf.int64))
+
+    def gen():
+        yield from samples
+
+    dataset = tf.data.Dataset.from_generator(checked(gen, signature), output_signature=signature)
+    assert [int(tf.sparse.reduce_sum(s)) for s, _ in dataset] == [7, 7]
+
+
+class _Record(Mapping):
+    """A Mapping that is not a dict (from_generator refuses it as a structure)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def test_mappings_that_are_not_dicts_are_refused_everywhere() -> None:
+    with pytest.raises(SignatureError, match=r"sample 0, <root>: got a _Record, a Mapping that"):
+        infer_signature([_Record({"a": 1})])
+    assert "accepts only dict and its subclasses" in message(_Record({"a": 1}), {"a": I32})
+    check_element(OrderedDict(a=1), {"a": I32})  # a dict subclass is fine
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype", "strict", "reason"),
+    [
+        (Decimal("1.5"), tf.float32, False, None),
+        (Fraction(1, 3), tf.float32, False, None),
+        (Decimal("3"), tf.int32, True, None),
+        (Decimal("0.1"), tf.float64, True, "Decimal('0.1') is rounded to 0.1 in float64"),
+        (Decimal("1.5"), tf.int32, False, "Decimal('1.5') is not a whole number"),
+        (Fraction(5, 2), tf.int64, False, "Fraction(5, 2) is not a whole number"),
+        (Decimal("1e400"), tf.float64, False, "Decimal('1E+400') overflows float64"),
+        (Decimal("2"), tf.bool, False, "Decimal('2') is not 0 or 1"),
+        (Decimal("1.5"), tf.string, False, "is not str or bytes"),
+    ],
+    ids=repr,
+)
+def test_decimal_and_fraction_follow_the_float_rules(
+    value: Any, dtype: tf.DType, strict: bool, reason: str | None
+) -> None:
+    spec = tf.TensorSpec((), dtype)
+    if reason is None:
+        check_element(value, spec, strict=strict)
+    else:
+        assert reason in message(value, spec, strict=strict)
+
+
+def test_decimal_and_fraction_in_the_ragged_mode_and_in_inference() -> None:
+    text = message((Decimal("1.5"), RAGGED_ROWS), (tf.TensorSpec((), tf.float32), RAGGED))
+    assert "tf.convert_to_tensor, which refuses a Decimal" in text
+    with pytest.raises(SignatureError, match=r"a Fraction has no TensorFlow dtype of its own"):
+        infer_signature([(1, Fraction(1, 2))])
+
+
+def test_dict_keys_that_are_not_strings_cannot_be_taken_for_tuple_positions() -> None:
+    signature = {1: (I32, I32), 2: I32}
+    assert message({1: (1, 2.5), 2: 1}, signature).startswith("[key=1][1]: expected int32")
+    assert describe(signature).splitlines()[1:] == [
+        "[key=1][0]  int32  ()",
+        "[key=1][1]  int32  ()",
+        "[key=2]     int32  ()",
+    ]
+    assert describe({"image": I32}).splitlines()[1] == "['image']  int32  ()"
+
+
+def test_the_ragged_mode_names_what_from_generator_really_does() -> None:
+    """With a RaggedTensorSpec, None and Python strings are refused, not made nan or parsed."""
+    f32 = (tf.TensorSpec((), tf.float32), RAGGED)
+    assert "None is not a value: from_generator would refuse it" in message(
+        (None, RAGGED_ROWS), f32
+    )
+    text = message(("3", RAGGED_ROWS), (I32, RAGGED))
+    assert (
+        "a string is not a number: with a RaggedTensorSpec in the signature, from_generator "
+        in text
+    )
+    assert "which refuses it" in text and "parse" not in text
+    assert "refuses it (Cannot convert False to EagerTensor of dtype int8)" in message(
+        (False, RAGGED_ROWS), (tf.TensorSpec((), tf.int8), RAGGED)
+    )
