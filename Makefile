@@ -42,8 +42,11 @@ $(STAMP): requirements.lock requirements.txt pyproject.toml
 
 venv: $(STAMP)
 
+# Jupyter refuses to start as root unless told to (containers and cloud shells often run as root).
+LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: venv
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ROOT_FLAG) $(LAB_ARGS)
 
 test: venv
 	$(BIN)/ruff check .
