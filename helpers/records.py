@@ -2,9 +2,9 @@
 
 ``write_tfrecords`` stores every element of a ``tf.data.Dataset`` (or of a generator function with
 an ``output_signature``) in ``num_shards`` TFRecord files, one ``tf.train.Example`` per element,
-and writes a ``manifest.json`` next to them describing the signature, the shards and their element
-counts. ``read_tfrecords`` needs only the directory: it rebuilds the parser from the manifest and
-returns a dataset whose ``element_spec`` and values equal the source's.
+and writes a ``manifest.json`` next to them describing the signature and the shards (file name,
+element count, size, SHA-256). ``read_tfrecords`` needs only the directory: it rebuilds the parser
+from the manifest and returns a dataset whose ``element_spec`` and values equal the source's.
 
 Format (version 1):
 
@@ -20,13 +20,24 @@ Format (version 1):
   a generator of unknown length can be sharded in one pass. The reader interleaves the shards one
   element at a time in shard order, which restores the original order exactly.
 * ``TensorSpec`` names are not stored: a dataset read back has unnamed specs, as after any ``map``.
+* Examples are serialised deterministically (features sorted by key), so the same elements give
+  byte-identical shards, and the same SHA-256 digests, in every run.
 
 Safety: each shard is written under a ``.partial`` name and renamed when complete; the manifest is
 written last, also through a temporary name, and is the only thing the reader trusts. A write that
 stops early (exception, Ctrl-C, killed process) therefore never leaves a directory that reads as
 complete. ``read_tfrecords`` raises ``RecordsError`` naming the file for a missing or malformed
-manifest, a missing shard, a shard whose size or element count disagrees with the manifest, and a
-truncated or corrupted shard.
+manifest, a missing shard, a shard whose size or element count disagrees with the manifest, a
+truncated or corrupted shard, and a shard whose bytes are not the ones written (its SHA-256 differs
+from the manifest's: for example two shards of the same size swapped, which would otherwise read
+without error in the wrong order).
+
+Errors during iteration (a shard changed after ``read_tfrecords`` returned): a shard that holds
+fewer elements than the manifest records fails with ``tf.errors.InvalidArgumentError`` whose
+message names the shard file. A corrupted or truncated record fails with TensorFlow's own
+``DataLossError`` ("corrupted record at <offset>"), which does not name the file: TensorFlow's
+reader does not say which file, and no graph-mode wrapper can add it without a cost per element.
+Calling ``read_tfrecords`` again names the file (its verify pass finds the damage).
 
 Distributed reading: every shard's element count is asserted where the shard is read, so a reader
 given only some shards (``tf.data`` service with ``ShardingPolicy.DYNAMIC``, which hands shards to
@@ -45,6 +56,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import re
@@ -305,7 +317,9 @@ def _example(keys: list[str], row: list[Any]) -> bytes:
         )
         for key, v in zip(keys, row, strict=True)
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    # deterministic: map entries sorted by key, so the same elements always give the same bytes.
+    return example.SerializeToString(deterministic=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -566,11 +580,25 @@ def write_tfrecords(
         _fsync_file(partial)
         os.replace(partial, directory / name)
     shards = [
-        {"file": n, "num_elements": c, "num_bytes": (directory / n).stat().st_size}
+        {
+            "file": n,
+            "num_elements": c,
+            "num_bytes": (directory / n).stat().st_size,
+            "sha256": _sha256(directory / n),
+        }
         for n, c in zip(names, counts, strict=True)
     ]
     _write_manifest(directory, structure, components, shards, sum(counts))
     return directory
+
+
+def _sha256(path: Path) -> str:
+    """The SHA-256 digest of a file's bytes, as 64 hex digits."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _manifest_text(manifest: dict[str, Any]) -> str:
@@ -616,11 +644,19 @@ def _write_manifest(
 
 
 @dataclass(frozen=True)
+class _Shard:
+    path: Path
+    num_elements: int
+    num_bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class _Manifest:
     path: Path
     structure: Any
     components: list[_Component]
-    shards: list[tuple[Path, int, int]]  # (path, num_elements, num_bytes)
+    shards: list[_Shard]
     num_elements: int
     little_endian: bool
 
@@ -647,10 +683,7 @@ def _load_manifest(directory: Path) -> _Manifest:
         components = [_component_from_json(e) for e in raw["components"]]
         structure = raw["structure"]
         _structure_from_json(structure, {c.key: c for c in components})
-        shards = [
-            (directory / s["file"], int(s["num_elements"]), int(s["num_bytes"]))
-            for s in raw["shards"]
-        ]
+        shards = [_shard_from_json(directory, s) for s in raw["shards"]]
         manifest = _Manifest(
             path,
             structure,
@@ -665,25 +698,34 @@ def _load_manifest(directory: Path) -> _Manifest:
         raise RecordsError(
             path, "the manifest lists no shards (write_tfrecords writes at least one)"
         )
-    if sum(n for _, n, _ in manifest.shards) != manifest.num_elements:
+    total = sum(s.num_elements for s in manifest.shards)
+    if total != manifest.num_elements:
         raise RecordsError(
-            path,
-            f"num_elements is {manifest.num_elements} but the shard counts add up to "
-            f"{sum(n for _, n, _ in manifest.shards)}",
+            path, f"num_elements is {manifest.num_elements} but the shard counts add up to {total}"
         )
     return manifest
 
 
+def _shard_from_json(directory: Path, entry: dict[str, Any]) -> _Shard:
+    digest = entry["sha256"]
+    if not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+        raise ValueError(f"sha256 of {entry['file']!r} is not 64 hex digits: {digest!r}")
+    return _Shard(
+        directory / entry["file"], int(entry["num_elements"]), int(entry["num_bytes"]), digest
+    )
+
+
 def _check_sizes(manifest: _Manifest) -> None:
-    for path, _, num_bytes in manifest.shards:
-        if not path.is_file():
-            raise RecordsError(path, "shard listed in the manifest is missing")
-        size = path.stat().st_size
-        if size != num_bytes:
-            state = "truncated" if size < num_bytes else "longer than written"
+    for shard in manifest.shards:
+        if not shard.path.is_file():
+            raise RecordsError(shard.path, "shard listed in the manifest is missing")
+        size = shard.path.stat().st_size
+        if size != shard.num_bytes:
+            state = "truncated" if size < shard.num_bytes else "longer than written"
             raise RecordsError(
-                path,
-                f"shard is {state}: the manifest records {num_bytes} bytes, the file has {size}",
+                shard.path,
+                f"shard is {state}: the manifest records {shard.num_bytes} bytes, "
+                f"the file has {size}",
             )
 
 
@@ -716,35 +758,75 @@ def _count_records(path: Path) -> int:
         raise RecordsError(path, f"shard is damaged: {_tf_message(e)}") from None
 
 
-def _verify_counts(manifest: _Manifest) -> None:
-    for path, expected, _ in manifest.shards:
-        count = _count_records(path)
-        if count != expected:
+def _verify_shards(manifest: _Manifest) -> None:
+    """Checks every shard's CRCs and element count, then that its bytes are the ones written."""
+    for shard in manifest.shards:
+        count = _count_records(shard.path)
+        if count != shard.num_elements:
             raise RecordsError(
-                path, f"shard holds {count} elements, the manifest records {expected}"
+                shard.path,
+                f"shard holds {count} elements, the manifest records {shard.num_elements}",
             )
+    names = {s.sha256: s.path.name for s in manifest.shards}
+    for shard in manifest.shards:
+        digest = _sha256(shard.path)
+        if digest == shard.sha256:
+            continue
+        if digest in names:
+            raise RecordsError(
+                shard.path,
+                f"shard holds the bytes written as {names[digest]}: shard files were swapped or "
+                "renamed, and reading them would return the elements in the wrong order",
+            )
+        raise RecordsError(
+            shard.path,
+            f"shard's SHA-256 is {digest[:12]}..., the manifest records {shard.sha256[:12]}...: "
+            "the file was replaced or rewritten after write_tfrecords wrote it",
+        )
+
+
+def _fail(message: tf.Tensor) -> tf.Tensor:
+    """Fails with InvalidArgumentError carrying ``message`` (a string tensor) when it runs."""
+    never = tf.equal(tf.strings.length(message), -1)  # not constant: no trace-time folding
+    with tf.control_dependencies([tf.debugging.Assert(never, [message], summarize=1)]):
+        return tf.identity(message)
+
+
+def _counted_shard(path: tf.Tensor, count: tf.Tensor) -> tf.data.Dataset:
+    """One shard's first ``count`` records; fails naming the file if it holds fewer.
+
+    ``take(count)`` stops after ``count`` records without asking for another, so only a shard
+    that ends sooner reaches the failing tail, whose message carries the path. No function runs
+    per element: the check costs about what ``assert_cardinality`` did (whose message cannot
+    name the file). Records after the first ``count`` are not read.
+    """
+    message = tf.strings.join(
+        [
+            path,
+            ": shard holds fewer than the ",
+            tf.strings.as_string(count),
+            " elements the manifest records (it was cut at a record boundary, or replaced)",
+        ]
+    )
+    ended_early = tf.data.Dataset.from_tensors(message).map(_fail)
+    return tf.data.TFRecordDataset(path).concatenate(ended_early).take(count)
 
 
 def _records(manifest: _Manifest, assert_total: bool) -> tf.data.Dataset:
     """The serialised Examples of all shards in the original order.
 
-    Every shard's element count is asserted inside the interleave, so the assertion travels with
-    the shard: a reader handed only some shards (dynamic sharding) still checks each one it reads.
-    With ``assert_total`` the total count is asserted as well, which gives the dataset a known
-    cardinality; a single shard is then read directly, its own assertion being the total one.
+    Every shard's element count is checked inside the interleave, so the check travels with the
+    shard: a reader handed only some shards (dynamic sharding) still checks each one it reads.
+    With ``assert_total`` the total count is asserted as well (TensorFlow's
+    ``assert_cardinality``, which the ``tf.data`` service's ``FILE`` rewrite understands); that
+    gives the dataset a known cardinality.
     """
-
-    def shard(path: tf.Tensor, count: tf.Tensor) -> tf.data.Dataset:
-        return tf.data.TFRecordDataset(path).apply(tf.data.experimental.assert_cardinality(count))
-
-    paths = [str(p) for p, _, _ in manifest.shards]
-    counts = [n for _, n, _ in manifest.shards]
-    if len(paths) == 1 and assert_total:
-        return shard(tf.constant(paths[0]), tf.constant(counts[0], tf.int64))
+    paths = [str(s.path) for s in manifest.shards]
+    counts = [s.num_elements for s in manifest.shards]
     records = tf.data.Dataset.from_tensor_slices(
         (tf.constant(paths, tf.string), tf.constant(counts, tf.int64))
     ).interleave(
-        shard,
+        _counted_shard,
         cycle_length=len(paths),
         block_length=1,
         num_parallel_calls=tf.data.AUTOTUNE,
@@ -767,9 +849,13 @@ def read_tfrecords(
     Checks made before returning: the manifest exists and is valid, every shard exists and has the
     size the manifest records (a truncated or appended-to shard is refused at once). With
     ``verify=True`` each shard is also read through once (cheap: no parsing) to check every record's
-    CRC and the element count. During iteration the element count of every shard is asserted again
-    and TFRecord's CRCs are checked, so a shard damaged after this call fails with a TensorFlow
-    error (``DataLossError``, ``FailedPreconditionError``) instead of yielding a shorter dataset.
+    CRC and the element count, and hashed to check that its bytes are the ones written (which
+    catches swapped or replaced shards of the right size). During iteration the element count of
+    every shard is checked again and TFRecord's CRCs are checked, so a shard damaged after this
+    call fails with a TensorFlow error instead of yielding a shorter dataset:
+    ``InvalidArgumentError`` naming the file for a shard that ends early, ``DataLossError``
+    (without the file name, TensorFlow's message) for a damaged record. Records after a shard's
+    recorded count are not read.
 
     Distributed reading: the per-shard assertions sit inside the interleave over the shard list,
     so they hold in any reader that is handed only some shards. The total count is asserted too,
@@ -786,8 +872,10 @@ def read_tfrecords(
 
     Args:
         directory: a directory written by ``write_tfrecords``.
-        verify: read every shard once now to check its CRCs and element count. Pass False for
-            very large data that iteration will check anyway.
+        verify: read every shard once now to check its CRCs, element count and SHA-256. Pass
+            False for very large data; iteration still checks CRCs and counts, but not that the
+            shards are the files written (swapped shards of equal size then read in the wrong
+            order).
         batch_size: if given, return batches, like ``read_tfrecords(directory).batch(batch_size)``
             but parsed a batch at a time (one ``parse_example`` and one ``decode_raw`` per
             component per batch) when every component has a fully known shape and a
@@ -816,7 +904,7 @@ def read_tfrecords(
     manifest = _load_manifest(Path(directory))
     _check_sizes(manifest)
     if verify:
-        _verify_counts(manifest)
+        _verify_shards(manifest)
     parse_one, parse_batch = _parsers(
         manifest.structure, manifest.components, manifest.little_endian
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import os
 import signal
@@ -192,9 +193,46 @@ def test_round_robin_assignment_is_recorded(tmp_path):
     manifest = json.loads((tmp_path / MANIFEST_NAME).read_text())
     assert [s["num_elements"] for s in manifest["shards"]] == [3, 3, 2, 2]
     assert manifest["num_elements"] == 10
+    for entry in manifest["shards"]:
+        data = (tmp_path / entry["file"]).read_bytes()
+        assert entry["num_bytes"] == len(data)
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [MANIFEST_NAME] + [f"shard-0000{i}-of-00004.tfrecord" for i in range(4)]
     )
+
+
+DIGESTS = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    import tensorflow as tf
+    from helpers.records import MANIFEST_NAME, write_tfrecords
+
+    source = tf.data.Dataset.range(20).map(lambda i: {f"k{j}": i + j for j in range(8)})
+    write_tfrecords(source, sys.argv[1], num_shards=2, progress=False)
+    manifest = json.loads((Path(sys.argv[1]) / MANIFEST_NAME).read_text())
+    print(" ".join(shard["sha256"] for shard in manifest["shards"]))
+    """
+)
+
+
+def test_same_elements_give_the_same_bytes_in_every_process(tmp_path):
+    # Example features are a protobuf map, whose serialised order may differ between processes
+    # unless serialisation is deterministic; the digests in the manifest depend on it.
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", DIGESTS, str(tmp_path / str(run))],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=True,
+        ).stdout.split()
+        for run in range(2)
+    ]
+    assert len(runs[0]) == 2 and runs[0] == runs[1]
 
 
 def test_manifest_is_readable_and_describes_the_signature(tmp_path):
@@ -386,6 +424,9 @@ def edit_manifest(directory: Path, edit) -> None:
     path.write_text(json.dumps(manifest))
 
 
+SHORT_SHARD_0 = r"shard-00000-of-00002\.tfrecord: shard holds fewer than the 21 elements"
+
+
 def claim_one_more(manifest: dict) -> None:
     """Makes the manifest claim one element more in shard 0 (and in total) than it holds."""
     manifest["shards"][0]["num_elements"] += 1
@@ -442,8 +483,61 @@ def test_count_mismatch_is_refused(written):
     with pytest.raises(RecordsError, match="holds 20 elements, the manifest records 21"):
         read_tfrecords(written)
     # Without the check pass, iteration fails instead of returning a shorter dataset.
-    with pytest.raises(tf.errors.FailedPreconditionError, match="expected to contain 21"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=SHORT_SHARD_0):
         list(read_tfrecords(written, verify=False))
+
+
+def swap(a: Path, b: Path) -> None:
+    temporary = a.with_name("swapping")
+    a.rename(temporary)
+    b.rename(a)
+    temporary.rename(b)
+
+
+def test_swapped_shards_of_equal_size_are_refused(written):
+    assert shard(written, 0).stat().st_size == shard(written, 1).stat().st_size
+    swap(shard(written, 0), shard(written, 1))
+    with pytest.raises(
+        RecordsError,
+        match=r"00000-of-00002\.tfrecord: shard holds the bytes written as "
+        r"shard-00001-of-00002\.tfrecord: shard files were swapped",
+    ):
+        read_tfrecords(written)
+
+
+def test_replaced_shard_of_equal_size_and_count_is_refused(tmp_path):
+    original = tf.data.Dataset.range(6).map(lambda i: tf.fill([4], i))
+    write_tfrecords(original, tmp_path / "a", num_shards=2)
+    write_tfrecords(original.map(lambda x: x + 1), tmp_path / "b", num_shards=2)
+    name = "shard-00001-of-00002.tfrecord"
+    (tmp_path / "a" / name).write_bytes((tmp_path / "b" / name).read_bytes())
+    with pytest.raises(RecordsError, match=f"{name}: shard's SHA-256 is .*, the manifest records"):
+        read_tfrecords(tmp_path / "a")
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda e: e.pop("sha256"), "KeyError: 'sha256'"),
+        (lambda e: e.update(sha256="abc"), "sha256 of 'shard-00000-of-00002.tfrecord' is not 64"),
+        (lambda e: e.update(sha256=None), "is not 64 hex digits: None"),
+    ],
+)
+def test_manifest_needs_a_digest_per_shard(written, edit, match):
+    edit_manifest(written, lambda m: edit(m["shards"][0]))
+    with pytest.raises(RecordsError, match=match):
+        read_tfrecords(written)
+
+
+def test_shard_cut_after_the_call_fails_iteration_naming_the_file(written):
+    dataset = read_tfrecords(written)
+    path = shard(written, 0)
+    data = path.read_bytes()
+    record_size = len(data) // 20  # 20 records of equal size
+    path.write_bytes(data[:-record_size])  # a clean cut between two records: no CRC notices
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        list(dataset)
+    assert f"{path}: shard holds fewer than the 20 elements the manifest records" in str(info.value)
 
 
 def test_shard_counts_must_add_up(written):
@@ -519,8 +613,8 @@ def test_without_total_assertion_plain_reads_are_unchanged_but_of_unknown_cardin
 def test_miscounted_shard_still_fails_iteration(written, assert_total):
     edit_manifest(written, claim_one_more)
     dataset = read_tfrecords(written, verify=False, assert_total=assert_total)
-    # The shard's own assertion fires, with or without the total one.
-    with pytest.raises(tf.errors.FailedPreconditionError, match="expected to contain 21 elements"):
+    # The shard's own check fires, with or without the total one, naming the file.
+    with pytest.raises(tf.errors.InvalidArgumentError, match=SHORT_SHARD_0):
         list(dataset)
 
 
@@ -538,7 +632,10 @@ def test_truncated_shard_still_fails_iteration(written, assert_total):
 def test_single_shard_without_total_assertion_is_still_counted(tmp_path):
     write_tfrecords(tf.data.Dataset.range(5), tmp_path)
     edit_manifest(tmp_path, claim_one_more)
-    with pytest.raises(tf.errors.FailedPreconditionError, match="expected to contain 6 elements"):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=r"00001\.tfrecord: shard holds fewer than the 6 elements the manifest records",
+    ):
         list(read_tfrecords(tmp_path, verify=False, assert_total=False))
 
 
@@ -584,10 +681,10 @@ def test_dynamic_sharding_still_refuses_a_miscounted_shard(tmp_path, data_servic
     edit_manifest(tmp_path, claim_one_more)
     expected = 40 // num_shards + 1
     dataset = read_tfrecords(tmp_path, verify=False, assert_total=False)
-    with pytest.raises(
-        tf.errors.FailedPreconditionError, match=f"expected to contain {expected} elements"
-    ):
+    with pytest.raises(tf.errors.OpError) as info:
         dynamically_sharded(dataset, data_service)
+    shard_name = f"shard-00000-of-0000{num_shards}.tfrecord"
+    assert f"{shard_name}: shard holds fewer than the {expected} elements" in str(info.value)
 
 
 # --- bad arguments -----------------------------------------------------------------------------
