@@ -4,8 +4,10 @@
 rate. It consumes the dataset inside TensorFlow (``Dataset.reduce``), not in a Python loop:
 iterating a dataset from Python costs tens of microseconds per item, which would cap every
 measurement at the speed of the loop. Per-element datasets go through a ``batch(1024)`` sink first
-for the same reason (``reduce`` calls a function per item). Batched datasets are counted by
-their leading dimension, so a final partial batch counts what it holds.
+for the same reason (``reduce`` calls a function per item), or a ``ragged_batch(1024)`` sink when
+their elements have ``None`` dimensions. Batched datasets are counted by their leading dimension,
+so a final partial batch counts what it holds; their ``element_spec`` is checked first, so a
+per-element dataset passed with ``batched=True`` is refused instead of miscounted.
 
 :class:`Timeline` records ``(lane, start_s, duration_s)`` events for
 :func:`helpers.plotting.plot_timeline`: wrap a generator function to record each element it
@@ -31,7 +33,14 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["Throughput", "Timeline", "compare_throughputs", "leading_size", "measure_throughput"]
+__all__ = [
+    "Throughput",
+    "Timeline",
+    "check_batched",
+    "compare_throughputs",
+    "leading_size",
+    "measure_throughput",
+]
 
 Clock = Callable[[], float]
 SINK_BATCH = 1024
@@ -92,6 +101,58 @@ def leading_size(batch: Any) -> int:
     return int(shape[0])
 
 
+def _spec_paths(spec: Any, path: str = "") -> list[tuple[str, Any]]:
+    """``(path, leaf spec)`` pairs of an ``element_spec`` in ``tf.nest.flatten`` order."""
+    if isinstance(spec, Mapping):
+        return [pair for key in sorted(spec) for pair in _spec_paths(spec[key], f"{path}[{key!r}]")]
+    if isinstance(spec, (tuple, list)):
+        return [pair for i, item in enumerate(spec) for pair in _spec_paths(item, f"{path}[{i}]")]
+    return [(path or "<root>", spec)]
+
+
+def check_batched(element_spec: Any) -> None:
+    """Checks that an ``element_spec`` describes batches, so counting by leading dimension is right.
+
+    A batch made by ``batch``, ``rebatch``, ``padded_batch`` or ``ragged_batch`` gives every
+    component a leading dimension of unknown size (``None``), since the last batch may be
+    partial. A known leading size is refused: a per-element dataset of 28x28x3 images has one too
+    (28), and would be counted as 28 elements per image.
+
+    Args:
+        element_spec: ``dataset.element_spec``.
+
+    Raises:
+        ValueError: If a component is a scalar or has a known leading size; the message names the
+            component, its shape, and what to pass instead.
+    """
+    for path, spec in _spec_paths(element_spec):
+        shape = getattr(spec, "shape", None)
+        if shape is None or shape.rank is None:
+            continue  # unknown rank: nothing to check before running
+        if shape.rank == 0:
+            raise ValueError(
+                f"batched=True: expected a batch with a leading dimension in every component, "
+                f"got a scalar at {path} ({spec}); pass batched=False for per-element datasets"
+            )
+        if shape[0] is not None:
+            raise ValueError(
+                f"batched=True: expected batches, whose leading dimension has unknown size "
+                f"(None), got shape {shape} at {path}: this looks like a per-element dataset, "
+                f"where each element would count as {shape[0]}; pass batched=False. "
+                "Batches of a fixed size (drop_remainder=True) cannot be told apart from it: "
+                "measure them without drop_remainder"
+            )
+
+
+def _sink(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Groups a per-element dataset into large batches so ``reduce`` runs once per 1024 items."""
+    fixed = all(
+        type(spec) is tf.TensorSpec and spec.shape.is_fully_defined()
+        for spec in tf.nest.flatten(dataset.element_spec)
+    )
+    return dataset.batch(SINK_BATCH) if fixed else dataset.ragged_batch(SINK_BATCH)
+
+
 def _rows(value: Any) -> tf.Tensor:
     """Graph-side leading size of a batch's first component, as int64."""
     first = tf.nest.flatten(value)[0]
@@ -104,7 +165,7 @@ def _rows(value: Any) -> tf.Tensor:
 
 def _count_in_graph(dataset: tf.data.Dataset, batched: bool) -> int:
     """Consumes the dataset inside TensorFlow and returns how many elements it held."""
-    sink = dataset if batched else dataset.batch(SINK_BATCH)
+    sink = dataset if batched else _sink(dataset)
     total = sink.reduce(np.int64(0), lambda count, value: count + _rows(value))
     return int(total)
 
@@ -133,6 +194,7 @@ def measure_throughput(
         dataset: A finite dataset; each repetition iterates it from the start.
         batched: True if each item is a batch; elements are then counted by the leading
             dimension of the first component (so a partial last batch counts what it holds).
+            The ``element_spec`` must look like batches (see :func:`check_batched`).
         repetitions: Timed passes over the dataset.
         warmup: Untimed passes first (thread pools start, functions trace, caches fill).
         step: If given, the dataset is iterated in Python and ``step(item)`` is called on every
@@ -144,13 +206,16 @@ def measure_throughput(
         The counts and durations of the timed repetitions; ``.elements_per_s`` is the median.
 
     Raises:
-        ValueError: If ``repetitions`` < 1, ``warmup`` < 0, or the dataset yields nothing.
+        ValueError: If ``repetitions`` < 1, ``warmup`` < 0, the dataset yields nothing, or
+            ``batched=True`` but the ``element_spec`` does not describe batches.
     """
     if repetitions < 1 or warmup < 0:
         raise ValueError(
             f"measure_throughput: expected repetitions >= 1 and warmup >= 0, got "
             f"repetitions={repetitions}, warmup={warmup}"
         )
+    if batched:
+        check_batched(dataset.element_spec)
     if step is None:
 
         def run() -> int:
@@ -198,13 +263,20 @@ def compare_throughputs(
         One :class:`Throughput` per name, in the order given; ``.elements_per_s`` is the median.
 
     Raises:
-        ValueError: If ``datasets`` is empty or ``rounds`` < 1.
+        ValueError: If ``datasets`` is empty, ``rounds`` < 1, or ``batched=True`` but a
+            dataset's ``element_spec`` does not describe batches.
     """
     if not datasets or rounds < 1:
         raise ValueError(
             f"compare_throughputs: expected at least one dataset and rounds >= 1, got "
             f"{len(datasets)} dataset(s) and rounds={rounds}"
         )
+    if batched:
+        for name, dataset in datasets.items():
+            try:
+                check_batched(dataset.element_spec)
+            except ValueError as error:
+                raise ValueError(f"compare_throughputs: dataset {name!r}: {error}") from None
     for dataset in datasets.values():
         if warmup:  # the last warm-up pass is a discarded timed pass
             measure_throughput(dataset, batched=batched, repetitions=1, warmup=warmup - 1)

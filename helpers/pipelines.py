@@ -4,15 +4,22 @@
 TensorFlow's runtime into Python through ``py_function``, then a conversion of each component to a
 tensor): about 200 µs per element measured on a 2-core machine.
 The helpers here keep your per-element generator unchanged but pull its elements in chunks:
-they stack ``chunk_size`` elements per component with NumPy, hand TensorFlow one chunk at a time
-and let TensorFlow split the chunks again (``unbatch``) or regroup them into batches
-(``rebatch``). The per-element cost is then paid once per chunk.
+they copy each element's components into per-chunk NumPy arrays as the elements arrive, hand
+TensorFlow one chunk at a time and let TensorFlow split the chunks again (``unbatch``) or regroup
+them into batches (``rebatch``). The per-element cost is then paid once per chunk. Because every
+value is copied (or kept only if immutable) the moment it arrives, a generator that refills and
+yields the same array again and again (``buf[:] = x; yield buf``) gives the right data.
 
 ``sharded_from_generator`` runs several such generators (shards) side by side with
 ``interleave``. That helps only when the generator spends its time outside the GIL (file or network
 reads, ``time.sleep``, NumPy on large arrays); pure-Python work runs one shard at a time.
 
-Elements are checked with :func:`helpers.signatures.check_element` whenever a chunk does not
+Differences from ``from_generator`` (all documented on :func:`chunked_from_generator`):
+elements are checked, so lossy casts that ``from_generator`` does silently raise a
+:class:`helpers.signatures.SignatureError` instead; ``TensorSpec`` names are not kept in
+``element_spec``; the generator runs up to one chunk ahead of the consumer.
+
+Elements are checked with :func:`helpers.signatures.check_element` whenever a value does not
 convert exactly, so a bad element is reported by index and path as ``signatures.checked`` does.
 Like every Python error raised inside ``from_generator``, it reaches you wrapped in a
 ``tf.errors.InvalidArgumentError`` whose message contains the original one.
@@ -37,7 +44,7 @@ import tensorflow as tf
 
 from helpers import signatures
 
-__all__ = ["chunked_from_generator", "sharded_from_generator"]
+__all__ = ["chunked_from_generator", "sharded_from_generator", "usable_cores"]
 
 GeneratorFn = Callable[..., Iterable[Any]]
 _Flattener = Callable[[Any, list], None]
@@ -163,7 +170,7 @@ def _fits(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
     Conservative by design: anything not clearly safe goes to ``check_element``, which decides.
 
     Args:
-        array: A stacked chunk component.
+        array: A value or a chunk component, as NumPy converted it.
         dtype: The NumPy dtype of the signature.
 
     Returns:
@@ -190,7 +197,7 @@ def _fits(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 class _BufferPool:
-    """Recycles the arrays a chunk is stacked into, once nothing else references them.
+    """Recycles the arrays a chunk is copied into, once nothing else references them.
 
     A fresh multi-megabyte array per chunk is costly: large allocations are served by fresh,
     zero-filled pages from the operating system, especially after ``from_generator`` lowered the
@@ -237,8 +244,9 @@ class _BufferPool:
 class _Leaf:
     """How one ``tf.TensorSpec`` of the signature travels through a chunk.
 
-    Fully known shapes travel as one stacked array. A shape with ``None`` dimensions travels as a
-    ragged chunk: flat values plus one row-length vector per dimension up to the last ``None``.
+    Fully known shapes travel as one array with a leading chunk dimension. A shape with ``None``
+    dimensions travels as a ragged chunk: flat values plus one row-length vector per dimension up
+    to the last ``None``.
     """
 
     spec: tf.TensorSpec
@@ -249,106 +257,31 @@ class _Leaf:
         return np.dtype(self.spec.dtype.as_numpy_dtype)
 
     @property
+    def shape(self) -> tuple[int | None, ...]:
+        """The spec's shape as a tuple (``None`` for unknown dimensions)."""
+        return tuple(self.spec.shape.as_list())
+
+    @property
     def ragged_levels(self) -> int:
         """Number of leading element dimensions kept as ragged levels (0 for fixed shapes)."""
-        dims = self.spec.shape.as_list()
-        unknown = [axis for axis, size in enumerate(dims) if size is None]
+        unknown = [axis for axis, size in enumerate(self.shape) if size is None]
         return unknown[-1] + 1 if unknown else 0
 
     def chunk_specs(self) -> list[tf.TensorSpec]:
         """The dense specs this leaf is sent as through ``from_generator``."""
-        dims = self.spec.shape.as_list()
         levels = self.ragged_levels
-        values = tf.TensorSpec([None, *dims[levels:]], self.spec.dtype)
+        values = tf.TensorSpec([None, *self.shape[levels:]], self.spec.dtype)
         return [values] + [tf.TensorSpec([None], tf.int64) for _ in range(levels)]
 
-    def convert(
-        self, column: Sequence[Any], cast: bool, pool: _BufferPool | None = None
-    ) -> list[np.ndarray]:
-        """Turns the values of this leaf for a whole chunk into the arrays of ``chunk_specs``.
-
-        Args:
-            column: One value per element of the chunk.
-            cast: False on the fast path (refuse anything inexact), True once the chunk passed
-                ``check_element`` (cast exactly as ``from_generator`` would).
-            pool: Where to take the stacked array from, on the fast path.
-
-        Returns:
-            The arrays to send.
-
-        Raises:
-            _MismatchError: If a shape or dtype does not fit (fast path).
-        """
-        if self.dtype.kind == "O" and self.ragged_levels == 0:
-            return [self._strings(column)]
-        if self.ragged_levels == 0:
-            if pool is not None and not cast and self._stacks_exactly(column):
-                shape = (len(column), *self.spec.shape.as_list())
-                try:
-                    return [np.stack(column, out=pool.get(shape, self.dtype), casting="no")]
-                except (ValueError, TypeError):
-                    pass  # a shape or dtype differs somewhere: the checks below say which
-            try:
-                # np.array is ~20x faster than np.stack on a column of scalars.
-                array = np.array(column) if self.spec.shape.rank == 0 else np.stack(column)
-            except ValueError:
-                raise _MismatchError from None
-            if array.shape[1:] != tuple(self.spec.shape.as_list()):
-                raise _MismatchError
-            return [array.astype(self.dtype) if cast else _fits(array, self.dtype)]
-        return self._convert_ragged(column, cast)
-
-    def _strings(self, column: Sequence[Any]) -> np.ndarray:
-        """An object array of ``str``/``bytes`` (an ``S`` array would drop trailing NUL bytes)."""
-        try:
-            if self.spec.shape.rank == 0:
-                array = np.empty(len(column), dtype=object)
-                array[:] = column
-            else:
-                array = np.stack([np.asarray(value, dtype=object) for value in column])
-        except ValueError:
-            raise _MismatchError from None
-        if array.shape[1:] != tuple(self.spec.shape.as_list()) or not all(
-            isinstance(value, (str, bytes)) for value in array.flat
-        ):
-            raise _MismatchError
-        return array
-
-    def _stacks_exactly(self, column: Sequence[Any]) -> bool:
-        """True if the column looks like arrays of the spec's dtype (worth stacking in place)."""
-        first = column[0]
-        return (
-            self.spec.shape.rank > 0 and isinstance(first, np.ndarray) and first.dtype == self.dtype
-        )
-
-    def _convert_ragged(self, column: Sequence[Any], cast: bool) -> list[np.ndarray]:
-        """Flat values and nested row lengths for a chunk of variable-shape values."""
-        dims = self.spec.shape.as_list()
-        levels = self.ragged_levels
-        strings = self.dtype.kind == "O"
-        arrays = [np.asarray(value, dtype=object if strings else None) for value in column]
-        for array in arrays:
-            if array.ndim != len(dims) or any(
-                want is not None and got != want
-                for got, want in zip(array.shape, dims, strict=True)
-            ):
-                raise _MismatchError
-        trailing = tuple(dims[levels:])
-        flat = np.concatenate([array.reshape((-1, *trailing)) for array in arrays])
-        flat = flat.astype(self.dtype) if cast else _fits(flat, self.dtype)
-        if strings and not all(isinstance(value, (str, bytes)) for value in flat.flat):
-            raise _MismatchError
-        lengths = [np.array([array.shape[0] for array in arrays], dtype=np.int64)]
-        for level in range(1, levels):
-            lengths.append(
-                np.concatenate(
-                    [
-                        np.full(math.prod(array.shape[:level]), array.shape[level], np.int64)
-                        for array in arrays
-                    ]
-                )
-            )
-        return [flat, *lengths]
+    def column(self, size: int) -> _Column:
+        """A new collector for this leaf's values, ``size`` rows per chunk."""
+        if self.ragged_levels:
+            return _RaggedColumn(self, size)
+        if self.dtype.kind == "O":
+            return _StringColumn(self, size)
+        if self.spec.shape.rank == 0:
+            return _ScalarColumn(self, size)
+        return _DenseColumn(self, size)
 
     def pack(self, parts: Sequence[tf.Tensor]) -> tf.Tensor | tf.RaggedTensor:
         """Rebuilds the chunk tensor (dense or ragged) from the sent parts (runs in ``map``)."""
@@ -363,80 +296,219 @@ class _Leaf:
         return tf.ensure_shape(value, self.spec.shape)
 
 
+# --------------------------------------------------------------------------- chunk columns
+#
+# A generator may yield the same array object again and again, refilled in place
+# (``buf[:] = x; yield buf``). Every value is therefore copied, or kept only if immutable, the
+# moment it arrives: nothing of an element is read after the generator has been resumed.
+
+
+class _Column:
+    """One leaf's values for the chunk being filled.
+
+    ``put`` copies a value in if it is exact (right shape, and a dtype that converts without
+    loss), else raises ``_MismatchError`` and writes nothing that matters: the caller then checks
+    the element and calls ``put_cast``. ``finish`` returns the chunk's arrays; it may still raise
+    ``_MismatchError`` for checks that are cheaper over a whole chunk (scalars, ragged values).
+    """
+
+    def __init__(self, leaf: _Leaf, size: int) -> None:
+        """Creates the collector for ``leaf`` with room for ``size`` rows."""
+        self.leaf = leaf
+        self.dtype = leaf.dtype
+        self.shape = leaf.shape
+        self.size = size
+        self.rows: list[Any] = [None] * size
+
+    def begin(self) -> None:
+        """Prepares for a new chunk (the rows are overwritten)."""
+
+    def put(self, row: int, value: Any) -> None:
+        """Stores ``value`` in ``row`` if it is immutable or copied; else ``_MismatchError``."""
+        raise NotImplementedError
+
+    def put_cast(self, row: int, value: Any) -> None:
+        """Stores a value that passed ``check_element``, cast as ``from_generator`` would."""
+        self.put(row, value)
+
+    def get(self, row: int) -> Any:
+        """The stored value of ``row`` (to rebuild an element for ``check_element``)."""
+        return self.rows[row]
+
+    def finish(self, count: int, cast: bool) -> list[np.ndarray]:
+        """The arrays of ``chunk_specs`` for the first ``count`` rows."""
+        raise NotImplementedError
+
+
+class _DenseColumn(_Column):
+    """A fixed-shape numeric leaf: each value is copied into a preallocated chunk array.
+
+    The chunk arrays come from a :class:`_BufferPool`, so a new array is allocated only while
+    TensorFlow still holds the previous ones.
+    """
+
+    def __init__(self, leaf: _Leaf, size: int) -> None:
+        """Creates the collector and its buffer pool."""
+        super().__init__(leaf, size)
+        self.pool = _BufferPool()
+        self.buffer: np.ndarray | None = None
+
+    def begin(self) -> None:
+        """Takes a free chunk array from the pool (the previous one stays with TensorFlow)."""
+        self.buffer = None  # drop our reference first, or the pool would never see it free
+        self.buffer = self.pool.get((self.size, *self.shape), self.dtype)
+
+    def put(self, row: int, value: Any) -> None:
+        """Copies an exact value into the chunk array; converts others only if lossless."""
+        if type(value) is np.ndarray and value.dtype == self.dtype and value.shape == self.shape:
+            self.buffer[row] = value
+            return
+        try:
+            array = np.asarray(value)
+        except (ValueError, TypeError):
+            raise _MismatchError from None
+        if array.shape != self.shape:
+            raise _MismatchError
+        self.buffer[row] = _fits(array, self.dtype)
+
+    def put_cast(self, row: int, value: Any) -> None:
+        """Copies a checked value, cast to the spec's dtype."""
+        self.buffer[row] = np.asarray(value).astype(self.dtype)
+
+    def get(self, row: int) -> np.ndarray:
+        """The row as stored (an exact copy of what the generator yielded)."""
+        return self.buffer[row]
+
+    def finish(self, count: int, cast: bool) -> list[np.ndarray]:
+        """The chunk array, cut to ``count`` rows for a partial last chunk."""
+        del cast  # every row was converted when it arrived
+        return [self.buffer if count == self.size else self.buffer[:count]]
+
+
+class _ScalarColumn(_Column):
+    """A numeric scalar leaf: immutable values are kept, and converted in one go per chunk.
+
+    ``np.array`` over a list of Python or NumPy scalars is much faster than a write per element.
+    """
+
+    def put(self, row: int, value: Any) -> None:
+        """Keeps immutable scalars; a 0-d array is copied out as a NumPy scalar."""
+        kind = type(value)
+        if kind is int or kind is float or kind is bool or isinstance(value, np.generic):
+            self.rows[row] = value
+        elif kind is np.ndarray and value.ndim == 0:
+            self.rows[row] = value[()]
+        else:
+            raise _MismatchError
+
+    def put_cast(self, row: int, value: Any) -> None:
+        """Keeps a checked value, cast to the spec's dtype."""
+        self.rows[row] = np.asarray(value).astype(self.dtype)[()]
+
+    def finish(self, count: int, cast: bool) -> list[np.ndarray]:
+        """One array of ``count`` values; ``_MismatchError`` if a cast could lose information."""
+        try:
+            array = np.array(self.rows[:count])
+        except (ValueError, TypeError):
+            raise _MismatchError from None
+        if array.shape != (count,):
+            raise _MismatchError
+        return [array.astype(self.dtype) if cast else _fits(array, self.dtype)]
+
+
+class _StringColumn(_Column):
+    """A fixed-shape ``tf.string`` leaf, as object arrays (an ``S`` array drops trailing NULs)."""
+
+    def put(self, row: int, value: Any) -> None:
+        """Keeps a ``str``/``bytes`` scalar, or a copied object array of them."""
+        if not self.shape:
+            if not isinstance(value, (str, bytes)):
+                raise _MismatchError
+            self.rows[row] = value
+            return
+        try:
+            array = np.array(value, dtype=object)
+        except (ValueError, TypeError):
+            raise _MismatchError from None
+        if array.shape != self.shape or not all(isinstance(x, (str, bytes)) for x in array.flat):
+            raise _MismatchError
+        self.rows[row] = array
+
+    def finish(self, count: int, cast: bool) -> list[np.ndarray]:
+        """One object array of shape ``(count, *shape)``."""
+        del cast  # every row was checked when it arrived
+        if self.shape:
+            return [np.stack(self.rows[:count])]
+        array = np.empty(count, dtype=object)
+        array[:] = self.rows[:count]
+        return [array]
+
+
+class _RaggedColumn(_Column):
+    """A leaf with ``None`` dimensions: copied arrays, sent as flat values and row lengths."""
+
+    def put(self, row: int, value: Any) -> None:
+        """Keeps a copy of the value if its rank and known dimensions fit."""
+        strings = self.dtype.kind == "O"
+        try:
+            array = np.array(value, dtype=object if strings else None)
+        except (ValueError, TypeError):
+            raise _MismatchError from None
+        if array.ndim != len(self.shape) or any(
+            want is not None and got != want
+            for got, want in zip(array.shape, self.shape, strict=True)
+        ):
+            raise _MismatchError
+        if strings and not all(isinstance(x, (str, bytes)) for x in array.flat):
+            raise _MismatchError
+        self.rows[row] = array
+
+    def finish(self, count: int, cast: bool) -> list[np.ndarray]:
+        """Flat values and nested row lengths; ``_MismatchError`` if the cast could lose data."""
+        arrays = self.rows[:count]
+        levels = self.leaf.ragged_levels
+        trailing = self.shape[levels:]
+        flat = np.concatenate([array.reshape((-1, *trailing)) for array in arrays])
+        flat = flat.astype(self.dtype) if cast else _fits(flat, self.dtype)
+        lengths = [np.array([array.shape[0] for array in arrays], dtype=np.int64)]
+        for level in range(1, levels):
+            lengths.append(
+                np.concatenate(
+                    [
+                        np.full(math.prod(array.shape[:level]), array.shape[level], np.int64)
+                        for array in arrays
+                    ]
+                )
+            )
+        return [flat, *lengths]
+
+
 class _Plan:
     """Everything derived once from the signature: leaves, flattener, specs of a chunk."""
 
     def __init__(self, signature: Any) -> None:
+        """Derives the plan from ``signature`` (a nest of ``tf.TensorSpec``)."""
         self.signature = signature
         self.leaves = [_Leaf(spec) for _, spec in _walk(signature)]
         self.flatten = _flattener(signature)
         self.chunk_signature = tuple(spec for leaf in self.leaves for spec in leaf.chunk_specs())
         self.ragged = any(leaf.ragged_levels for leaf in self.leaves)
+        self.single = not isinstance(signature, (tuple, list, Mapping))
         self.flat_tuple = isinstance(signature, (tuple, list)) and all(
             isinstance(item, tf.TypeSpec) for item in signature
         )
 
-    def to_chunk(
-        self, elements: list, start: int, where: str, pools: Sequence[_BufferPool] | None = None
-    ) -> tuple[np.ndarray, ...]:
-        """Converts a list of elements to the flat tuple of arrays of ``chunk_signature``.
-
-        Args:
-            elements: The elements of one chunk, as the user's generator yielded them.
-            start: Index of the first element in the generator's output.
-            where: Prefix for error messages (such as ``"shard 2 of 4: "``).
-            pools: One buffer pool per leaf, private to one pass of one generator.
-
-        Returns:
-            The arrays to yield through ``from_generator``.
-
-        Raises:
-            helpers.signatures.SignatureError: If an element does not match the signature.
-        """
-        try:
-            return self._convert(elements, cast=False, pools=pools)
-        except _MismatchError:
-            pass
-        for offset, element in enumerate(elements):
-            try:
-                signatures.check_element(element, self.signature, index=start + offset)
-            except signatures.SignatureError as error:
-                if not where:
-                    raise
-                raise signatures.SignatureError(f"{where}{error}") from None
-        try:
-            return self._convert(elements, cast=True)
-        except (_MismatchError, ValueError, TypeError) as error:
-            raise signatures.SignatureError(
-                f"{where}elements {start} to {start + len(elements) - 1}: they passed "
-                f"check_element but could not be stacked into the signature {self.signature} "
-                f"({type(error).__name__})"
-            ) from error
-
-    def _columns(self, elements: list) -> list[Sequence[Any]]:
-        """One sequence of values per leaf; fast paths for a single leaf and a flat tuple."""
-        width = len(self.leaves)
-        if not isinstance(self.signature, (tuple, list, Mapping)):
-            return [elements]
+    def values(self, element: Any) -> Sequence[Any]:
+        """The element's leaf values in signature order; ``_MismatchError`` if the nest differs."""
+        if self.single:
+            return (element,)
         if self.flat_tuple:
-            for element in elements:
-                if not isinstance(element, (tuple, list)) or len(element) != width:
-                    raise _MismatchError
-            return list(zip(*elements, strict=True))
+            if not isinstance(element, (tuple, list)) or len(element) != len(self.leaves):
+                raise _MismatchError
+            return element
         flat: list = []
-        for element in elements:
-            self.flatten(element, flat)
-        return [flat[position::width] for position in range(width)]
-
-    def _convert(
-        self, elements: list, cast: bool, pools: Sequence[_BufferPool] | None = None
-    ) -> tuple[np.ndarray, ...]:
-        """Converts each leaf's column of a chunk (see ``_Leaf.convert``)."""
-        out: list[np.ndarray] = []
-        columns = self._columns(elements)
-        for index, (leaf, column) in enumerate(zip(self.leaves, columns, strict=True)):
-            out.extend(leaf.convert(column, cast, None if pools is None else pools[index]))
-        return tuple(out)
+        self.flatten(element, flat)
+        return flat
 
     def pack(self, *parts: tf.Tensor) -> Any:
         """Map function: rebuilds the user's structure from the flat chunk parts."""
@@ -454,6 +526,106 @@ class _Plan:
             leaf.densify(x) for leaf, x in zip(self.leaves, tf.nest.flatten(value), strict=True)
         ]
         return tf.nest.pack_sequence_as(self.signature, values)
+
+
+_END = object()
+
+
+class _ChunkFiller:
+    """Fills chunks from one pass of one generator (one thread; columns are not shared)."""
+
+    def __init__(self, plan: _Plan, size: int, where: str) -> None:
+        """Creates the columns for chunks of ``size`` elements.
+
+        Args:
+            plan: The plan for the signature.
+            size: Elements per chunk.
+            where: Prefix for error messages (such as ``"shard 2 of 4: "``).
+        """
+        self.plan = plan
+        self.size = size
+        self.where = where
+        self.columns = [leaf.column(size) for leaf in plan.leaves]
+
+    def fill(self, iterator: Iterator[Any], start: int) -> int:
+        """Copies up to ``size`` elements into the columns as they arrive.
+
+        Args:
+            iterator: The generator's iterator.
+            start: Index of the chunk's first element in the generator's output.
+
+        Returns:
+            The number of elements copied (0 when the generator is exhausted).
+        """
+        first = next(iterator, _END)
+        if first is _END:
+            return 0
+        for column in self.columns:
+            column.begin()
+        puts = [column.put for column in self.columns]
+        values = self.plan.values
+        row = 0
+        for element in itertools.chain((first,), itertools.islice(iterator, self.size - 1)):
+            try:
+                for put, value in zip(puts, values(element), strict=True):
+                    put(row, value)
+            except _MismatchError:
+                self._put_checked(row, element, start + row)
+            row += 1
+        return row
+
+    def _put_checked(self, row: int, element: Any, index: int) -> None:
+        """Checks an element that did not copy exactly, then stores it cast, or raises."""
+        self._check(element, index)
+        try:
+            for column, value in zip(self.columns, self.plan.values(element), strict=True):
+                column.put_cast(row, value)
+        except (_MismatchError, ValueError, TypeError) as error:
+            raise signatures.SignatureError(
+                f"{self.where}element {index}: it passed check_element but could not be "
+                f"converted to the signature {self.plan.signature} ({type(error).__name__})"
+            ) from error
+
+    def _check(self, element: Any, index: int) -> None:
+        """``check_element`` with the shard prefix on its message."""
+        try:
+            signatures.check_element(element, self.plan.signature, index=index)
+        except signatures.SignatureError as error:
+            if not self.where:
+                raise
+            raise signatures.SignatureError(f"{self.where}{error}") from None
+
+    def finish(self, count: int, start: int) -> tuple[np.ndarray, ...]:
+        """The chunk's arrays in ``chunk_signature`` order.
+
+        A column-wide check that fails (a scalar cast that might lose information) sends every
+        element of the chunk, rebuilt from the stored copies, through ``check_element``.
+
+        Args:
+            count: Elements in the chunk.
+            start: Index of its first element in the generator's output.
+
+        Returns:
+            The arrays to yield through ``from_generator``.
+
+        Raises:
+            helpers.signatures.SignatureError: If an element does not match the signature.
+        """
+        try:
+            return tuple(part for column in self.columns for part in column.finish(count, False))
+        except _MismatchError:
+            pass
+        for row in range(count):
+            stored = [column.get(row) for column in self.columns]
+            self._check(tf.nest.pack_sequence_as(self.plan.signature, stored), start + row)
+        try:
+            return tuple(part for column in self.columns for part in column.finish(count, True))
+        except (_MismatchError, ValueError, TypeError) as error:
+            raise signatures.SignatureError(
+                f"{self.where}elements {start} to {start + count - 1}: they passed "
+                f"check_element but could not be stacked into the signature "
+                f"{self.plan.signature} ({type(error).__name__})"
+            ) from error
 
 
 def _chunks(generator_fn: GeneratorFn, plan: _Plan, chunk_size: int, sharded: bool) -> GeneratorFn:
@@ -479,11 +651,11 @@ def _chunks(generator_fn: GeneratorFn, plan: _Plan, chunk_size: int, sharded: bo
             raise TypeError(
                 f"generator_fn must return an iterable, got {type(iterable).__name__}"
             ) from None
+        filler = _ChunkFiller(plan, chunk_size, where)  # one pass, one thread: no sharing
         start = 0
-        pools = [_BufferPool() for _ in plan.leaves]  # one pass, one thread: no sharing
-        while chunk := list(itertools.islice(iterator, chunk_size)):
-            yield plan.to_chunk(chunk, start, where, pools)
-            start += len(chunk)
+        while count := filler.fill(iterator, start):
+            yield filler.finish(count, start)
+            start += count
 
     return generate
 
@@ -541,6 +713,20 @@ def _plain(
 # --------------------------------------------------------------------------- public API
 
 
+def usable_cores() -> int:
+    """Number of CPU cores this process may run on.
+
+    ``os.cpu_count()`` counts the machine's cores, even when a container or ``taskset`` limits
+    the process to fewer; ``os.sched_getaffinity(0)`` (Linux) counts the allowed ones.
+
+    Returns:
+        The allowed cores where the platform tells, else ``os.cpu_count()`` (at least 1).
+    """
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def chunked_from_generator(
     generator_fn: GeneratorFn,
     output_signature: Any,
@@ -551,12 +737,25 @@ def chunked_from_generator(
 ) -> tf.data.Dataset:
     """A faster ``tf.data.Dataset.from_generator`` for the same per-element generator.
 
-    Pulls ``chunk_size`` elements at a time from ``generator_fn(*args)``, stacks each component
-    with NumPy and lets TensorFlow split the chunk again, so the per-element cost of
-    ``from_generator`` is paid once per chunk. The result has the same elements in the same order,
-    the same structure (tuples, dicts, nesting) and the same ``element_spec`` as
+    Pulls ``chunk_size`` elements at a time from ``generator_fn(*args)``, copying each
+    component into a per-chunk array as the element arrives, and lets TensorFlow split the chunk
+    again, so the per-element cost of ``from_generator`` is paid once per chunk. The result has
+    the same elements in the same order and the same structure (tuples, dicts, nesting) as
     ``tf.data.Dataset.from_generator(generator_fn, output_signature=output_signature, args=args)``,
     including the last partial chunk, and the generator is called afresh for every epoch.
+
+    **Stricter than ``from_generator``.** Every value must convert to its spec's dtype without
+    loss, as :func:`helpers.signatures.check_element` defines it. Where ``from_generator``
+    silently converts, this raises ``SignatureError`` (wrapped in
+    ``tf.errors.InvalidArgumentError``): ``2.7`` into ``int32`` (``from_generator`` gives 2),
+    ``300`` into ``int8`` (44), ``1e40`` into ``float32`` (inf), ``2**40 + 1`` into ``float32``
+    (rounded to ``2**40``). Rounding ``float64`` values to ``float32`` is allowed. Convert such
+    values yourself, on purpose, if you want the cast.
+
+    **Spec names are dropped.** ``element_spec`` has the same shapes and dtypes as the plain
+    dataset's, but a ``tf.TensorSpec(..., name="image")`` comes out with ``name=None`` (tf.data's
+    ``map``/``unbatch`` do not carry names), so ``element_spec ==`` comparisons differ when the
+    signature names its specs. The values are unaffected.
 
     Components whose shape has ``None`` dimensions travel as ragged chunks and come out dense
     again, with their own shape. With ``batch_size``, the output equals ``.batch(batch_size)`` of
@@ -566,10 +765,12 @@ def chunked_from_generator(
     ``tf.SparseTensorSpec``, unknown rank) fall back to the per-element ``from_generator`` with
     checked elements: correct, not faster.
 
-    Elements are only checked one by one (with ``helpers.signatures.check_element``) when their
-    chunk does not stack exactly: a wrong structure, shape or dtype, or a cast that could lose
-    information. Exact chunks cost no check. One difference remains: the generator runs up to
-    ``chunk_size`` elements ahead of the consumer, so side effects happen earlier.
+    Values are copied (or kept, if immutable) as soon as they arrive, so a generator may refill
+    and yield the same array every time. Plain ``from_generator`` may wrap a yielded array
+    without copying, and then shows such an array's last contents in every element. Elements are
+    checked one by one only when a value does not convert exactly (a wrong structure, shape or
+    dtype, or a cast that could lose information); exact values cost no check. The generator runs
+    up to ``chunk_size`` elements ahead of the consumer, so its side effects happen earlier.
 
     Args:
         generator_fn: A callable returning an iterable of elements; called once per epoch with
@@ -577,7 +778,7 @@ def chunked_from_generator(
         output_signature: A nest (tuples, lists, dicts) of ``tf.TensorSpec``, one per component.
         args: Arguments for ``generator_fn``, passed as ``from_generator`` passes them (converted
             to tensors and back, so strings arrive as ``bytes``).
-        chunk_size: Elements stacked per chunk; the main speed knob (256 is a good default).
+        chunk_size: Elements per chunk; the main speed knob (256 is a good default).
         batch_size: If given, the dataset yields batches of this size instead of elements.
 
     Returns:
@@ -618,7 +819,12 @@ def sharded_from_generator(
 
     tf.data's default thread pool has one thread per core, which caps how many shards run at once.
     Shards that wait on I/O need a thread each, so the dataset gets a private thread pool of
-    ``max(num_shards, os.cpu_count())`` threads (``options.threading.private_threadpool_size``).
+    ``max(num_shards, usable cores)`` threads (``options.threading.private_threadpool_size``);
+    usable cores are the ones this process may run on (``os.sched_getaffinity``, where the
+    platform has it, else ``os.cpu_count()``).
+
+    Everything :func:`chunked_from_generator` says about checks, spec names and copying holds
+    here too.
 
     Shards only speed things up when the generator releases the GIL (reading files, sockets,
     sleeping, large NumPy operations). Pure-Python generators run one at a time whatever the
@@ -629,7 +835,7 @@ def sharded_from_generator(
             arguments arrive as NumPy ``int64``. Not a generator object.
         output_signature: A nest (tuples, lists, dicts) of ``tf.TensorSpec``.
         num_shards: Number of generators run side by side.
-        chunk_size: Elements stacked per chunk (``1`` sends elements one by one).
+        chunk_size: Elements per chunk (``1`` sends elements one by one).
         batch_size: If given, the dataset yields batches of this size instead of elements.
         deterministic: Keep the round-robin order above (True) or yield whatever is ready.
 
@@ -665,5 +871,5 @@ def sharded_from_generator(
     else:
         dataset = interleaved if batch_size is None else interleaved.batch(batch_size)
     options = tf.data.Options()
-    options.threading.private_threadpool_size = max(num_shards, os.cpu_count() or 1)
+    options.threading.private_threadpool_size = max(num_shards, usable_cores())
     return dataset.with_options(options)

@@ -50,6 +50,53 @@ def test_batched_dict_and_ragged_batches_are_counted():
     assert result.counts == (3,)
 
 
+def test_per_element_variable_shapes_are_counted():
+    dataset = tf.data.Dataset.range(1, 50).map(lambda i: (tf.range(i), tf.strings.as_string(i)))
+    assert bench.measure_throughput(dataset, repetitions=1).counts == (49,)
+
+
+def test_per_element_ragged_and_sparse_elements_are_counted():
+    ragged = tf.data.Dataset.range(1, 8).map(
+        lambda i: tf.RaggedTensor.from_row_lengths(tf.range(i), [i])
+    )
+    sparse = tf.data.Dataset.range(1, 6).map(lambda i: tf.sparse.from_dense(tf.range(i)))
+    assert bench.measure_throughput(ragged, repetitions=1).counts == (7,)
+    assert bench.measure_throughput(sparse, repetitions=1).counts == (5,)
+
+
+def test_per_element_dataset_passed_as_batched_is_refused():
+    images = tf.data.Dataset.from_tensor_slices(np.zeros((100, 28, 28, 3), np.float32))
+    with pytest.raises(ValueError, match=r"shape \(28, 28, 3\) at <root>.*pass batched=False"):
+        bench.measure_throughput(images, batched=True, repetitions=1)
+    with pytest.raises(ValueError, match="dataset 'images'"):
+        bench.compare_throughputs({"images": images}, batched=True)
+
+
+def test_fixed_size_batches_are_refused_with_a_hint():
+    batches = tf.data.Dataset.range(10).batch(2, drop_remainder=True)
+    with pytest.raises(ValueError, match="drop_remainder"):
+        bench.measure_throughput(batches, batched=True, repetitions=1)
+
+
+def test_batch_with_a_scalar_component_is_refused_clearly():
+    dataset = tf.data.Dataset.range(10).batch(4).map(lambda b: {"a": tf.size(b), "b": b})
+    with pytest.raises(ValueError, match=r"scalar at \['a'\].*pass batched=False"):
+        bench.measure_throughput(dataset, batched=True, repetitions=1)
+    with pytest.raises(ValueError, match="scalar"):
+        bench.check_batched((tf.TensorSpec((None, 3)), tf.TensorSpec(())))
+
+
+def test_check_batched_accepts_batches_of_every_kind():
+    bench.check_batched(
+        {
+            "dense": tf.TensorSpec((None, 3)),
+            "ragged": tf.RaggedTensorSpec((None, None), tf.int32),
+            "sparse": tf.SparseTensorSpec((None, 4), tf.float32),
+            "unknown": tf.TensorSpec(None, tf.float32),
+        }
+    )
+
+
 def test_median_of_rates_with_uneven_durations():
     readings = iter([0.0, 1.0, 10.0, 14.0, 20.0, 22.0])  # durations 1, 4, 2
     result = bench.measure_throughput(

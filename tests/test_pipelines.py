@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -417,7 +418,31 @@ def test_single_shard_equals_chunked():
 
 def test_sharded_gets_a_thread_per_shard():
     dataset = pipelines.sharded_from_generator(strided(4), SCALAR, num_shards=16)
-    assert dataset.options().threading.private_threadpool_size == max(16, os.cpu_count() or 1)
+    assert dataset.options().threading.private_threadpool_size == max(16, pipelines.usable_cores())
+
+
+def test_all_shards_run_at_once_from_the_first_pass():
+    barrier = threading.Barrier(4, timeout=20)  # breaks unless four shards wait on it together
+
+    def gen(shard, num_shards):
+        barrier.wait()
+        yield from range(int(shard), 8, int(num_shards))
+
+    dataset = pipelines.sharded_from_generator(gen, SCALAR, num_shards=4, chunk_size=2)
+    assert sorted(as_numpy(dataset)) == list(range(8))
+
+
+def test_sharded_pool_has_at_least_the_usable_cores():
+    dataset = pipelines.sharded_from_generator(strided(4), SCALAR, num_shards=1)
+    assert dataset.options().threading.private_threadpool_size == pipelines.usable_cores()
+
+
+def test_usable_cores_follows_the_affinity_mask(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
+    assert pipelines.usable_cores() == 3
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert pipelines.usable_cores() == 1
 
 
 def test_sharded_ragged_signature_falls_back():
@@ -463,3 +488,108 @@ def test_large_chunks_stay_correct_while_earlier_outputs_are_alive():
         kept = list(dataset)  # every output tensor stays alive until the comparison
         got = np.concatenate([np.reshape(t.numpy(), (-1, 128, 128)) for t in kept])
         np.testing.assert_array_equal(got, data)
+
+
+# ---------------------------------------------------------------- generators reusing buffers
+
+
+def test_generator_refilling_one_buffer_gives_every_value():
+    def gen():
+        buffer = np.zeros((4, 3), np.float32)
+        for index in range(11):
+            buffer[:] = index
+            yield buffer
+
+    for batch_size in (None, 4):
+        dataset = pipelines.chunked_from_generator(gen, IMAGE, chunk_size=4, batch_size=batch_size)
+        got = np.concatenate([np.reshape(x, (-1, 4, 3)) for x in as_numpy(dataset)])
+        np.testing.assert_array_equal(got[:, 0, 0], np.arange(11, dtype=np.float32))
+
+
+def test_generator_alternating_two_buffers_gives_every_value():
+    def gen():
+        buffers = [np.zeros(3, np.int64), np.zeros(3, np.int64)]
+        for index in range(9):
+            buffer = buffers[index % 2]
+            buffer[:] = index
+            yield buffer
+
+    dataset = pipelines.chunked_from_generator(gen, tf.TensorSpec((3,), tf.int64), chunk_size=4)
+    assert [row.tolist() for row in as_numpy(dataset)] == [[index] * 3 for index in range(9)]
+
+
+def test_reused_buffers_in_dict_and_tuple_structures_with_partial_last_chunk():
+    signature = {
+        "pair": (tf.TensorSpec((2,), tf.float32), tf.TensorSpec((), tf.int32)),
+        "tokens": tf.TensorSpec((None,), tf.int64),
+        "word": tf.TensorSpec((2,), tf.string),
+    }
+
+    def gen():
+        image, label = np.zeros(2, np.float32), np.zeros((), np.int32)
+        tokens, words = np.zeros(5, np.int64), np.array([b"", b""], dtype=object)
+        for index in range(7):
+            image[:], label[...], tokens[:] = index, index, index
+            words[:] = [b"w%d" % index, b"x"]
+            yield {"tokens": tokens[: index % 3 + 1], "word": words, "pair": (image, label)}
+
+    for batch_size in (None, 3):
+        dataset = pipelines.chunked_from_generator(
+            gen, signature, chunk_size=3, batch_size=batch_size
+        )
+        items = list(dataset.unbatch() if batch_size else dataset)
+        assert len(items) == 7  # two full chunks and a partial one
+        for index, item in enumerate(items):
+            image, label = item["pair"]
+            assert image.numpy().tolist() == [index, index]
+            assert int(label) == index
+            assert item["tokens"].numpy().tolist() == [index] * (index % 3 + 1)
+            assert item["word"].numpy().tolist() == [b"w%d" % index, b"x"]
+
+
+def test_reused_buffer_with_a_lossy_value_is_reported_by_index():
+    def gen():
+        buffer = np.zeros(3, np.float64)
+        for index in range(6):
+            buffer[:] = 1e40 if index == 4 else index
+            yield buffer
+
+    dataset = pipelines.chunked_from_generator(gen, tf.TensorSpec((3,), tf.float32), chunk_size=4)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"element 4, <root>.*overflows"):
+        as_numpy(dataset)
+
+
+def test_scalar_column_errors_name_element_and_path_after_buffers_moved_on():
+    def gen():
+        buffer = np.zeros((4, 3), np.float32)
+        for index in range(8):
+            buffer[:] = index
+            yield buffer, 2**40 + 1 if index == 6 else index
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"element 6, \[1\]"):
+        as_numpy(pipelines.chunked_from_generator(gen, (IMAGE, tf.TensorSpec((), tf.float32))))
+
+
+# --------------------------------------------------------------------------- documented differences
+
+
+def test_spec_names_are_dropped_but_shapes_and_dtypes_kept():
+    signature = (tf.TensorSpec((4, 3), tf.float32, name="image"), tf.TensorSpec((), tf.int32))
+    got = pipelines.chunked_from_generator(pairs(5), signature).element_spec
+    want = plain(pairs(5), signature).element_spec
+    assert got != want
+    assert got == PAIR
+    assert [spec.name for spec in got] == [None, None]
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+@pytest.mark.parametrize(("value", "dtype"), [(2**40 + 1, tf.float32), (1e40, tf.float32)])
+def test_stricter_than_from_generator_for_lossy_casts(value, dtype):
+    signature = tf.TensorSpec((), dtype)
+
+    def gen():
+        yield value
+
+    assert len(as_numpy(plain(gen, signature))) == 1  # from_generator converts silently
+    with pytest.raises(tf.errors.InvalidArgumentError, match="SignatureError"):
+        as_numpy(pipelines.chunked_from_generator(gen, signature))
