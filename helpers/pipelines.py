@@ -29,7 +29,6 @@ Importing this module imports TensorFlow but configures nothing.
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import math
 import operator
@@ -55,28 +54,6 @@ class _MismatchError(Exception):
 
 
 # --------------------------------------------------------------------------- argument checks
-
-
-def _check_callable(generator_fn: Any) -> None:
-    """Refuses generator objects and other non-callables with a message that says what to pass.
-
-    Args:
-        generator_fn: The value passed as ``generator_fn``.
-
-    Raises:
-        TypeError: If ``generator_fn`` is not callable.
-    """
-    if callable(generator_fn):
-        return
-    if inspect.isgenerator(generator_fn) or isinstance(generator_fn, Iterator):
-        raise TypeError(
-            "generator_fn must be a callable that returns a fresh iterator for every epoch "
-            f"(the generator function itself), got a {type(generator_fn).__name__} object: "
-            "pass `make_elements`, not `make_elements()`"
-        )
-    raise TypeError(
-        f"generator_fn must be a callable returning an iterable, got {type(generator_fn).__name__}"
-    )
 
 
 def _check_count(name: str, value: Any) -> int:
@@ -785,11 +762,11 @@ def chunked_from_generator(
         A ``tf.data.Dataset`` of elements (or batches) matching ``output_signature``.
 
     Raises:
-        TypeError: If ``generator_fn`` is not callable (for example a generator object), or the
-            signature contains something that is not a ``tf.TypeSpec``.
+        SignatureError: If ``generator_fn`` is not callable (for example a generator object).
+        TypeError: If the signature contains something that is not a ``tf.TypeSpec``.
         ValueError: If ``chunk_size`` or ``batch_size`` is smaller than 1.
     """
-    _check_callable(generator_fn)
+    signatures.require_generator_function(generator_fn, "chunked_from_generator()")
     chunk_size = _check_count("chunk_size", chunk_size)
     batch_size = None if batch_size is None else _check_count("batch_size", batch_size)
     call_args = tuple(args) or None
@@ -843,11 +820,11 @@ def sharded_from_generator(
         A ``tf.data.Dataset`` of elements (or batches) matching ``output_signature``.
 
     Raises:
-        TypeError: If ``generator_fn`` is not callable or the signature is not made of
-            ``tf.TypeSpec`` leaves.
+        SignatureError: If ``generator_fn`` is not callable (for example a generator object).
+        TypeError: If the signature is not made of ``tf.TypeSpec`` leaves.
         ValueError: If ``num_shards``, ``chunk_size`` or ``batch_size`` is smaller than 1.
     """
-    _check_callable(generator_fn)
+    signatures.require_generator_function(generator_fn, "sharded_from_generator()")
     num_shards = _check_count("num_shards", num_shards)
     chunk_size = _check_count("chunk_size", chunk_size)
     batch_size = None if batch_size is None else _check_count("batch_size", batch_size)

@@ -61,7 +61,6 @@ import json
 import os
 import re
 import sys
-import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +68,8 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+
+from helpers import signatures
 
 __all__ = ["MANIFEST_NAME", "RecordsError", "read_tfrecords", "write_tfrecords"]
 
@@ -393,15 +394,7 @@ def _as_dataset(source: Any, output_signature: Any) -> tf.data.Dataset:
                 f"{source.element_spec}; leave output_signature=None for a dataset"
             )
         return source
-    if isinstance(source, (types.GeneratorType, Iterator)):
-        raise TypeError(
-            f"source is a {type(source).__name__} object, which can be iterated only once; pass "
-            "the generator function itself (a callable returning a fresh iterator)"
-        )
-    if not callable(source):
-        raise TypeError(
-            f"source must be a tf.data.Dataset or a generator function, got {type(source).__name__}"
-        )
+    signatures.require_generator_function(source, "write_tfrecords()")
     if output_signature is None:
         raise ValueError(
             "output_signature is required when source is a generator function; "
@@ -550,7 +543,9 @@ def write_tfrecords(
         The directory, as a ``Path``.
 
     Raises:
-        TypeError: ``source`` or a component of the signature is of an unsupported kind.
+        TypeError: ``source`` or a component of the signature is of an unsupported kind
+            (a generator object or other non-callable ``source`` raises
+            ``helpers.signatures.SignatureError``, a ``TypeError``).
         ValueError: ``num_shards`` < 1, a missing ``output_signature``, or an infinite dataset.
         FileExistsError: ``directory`` is not empty and ``overwrite`` is False.
     """

@@ -58,7 +58,14 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["SignatureError", "check_element", "checked", "describe", "infer_signature"]
+__all__ = [
+    "SignatureError",
+    "check_element",
+    "checked",
+    "describe",
+    "infer_signature",
+    "require_generator_function",
+]
 
 ROOT = "<root>"
 """The path of an element that is a single tensor rather than a tuple or dict."""
@@ -773,6 +780,41 @@ def _check_prepared(
 # --------------------------------------------------------------------------------------------
 
 
+def require_generator_function(generator_fn: Any, caller: str) -> None:
+    """Refuses a generator object, or any non-callable, where a generator function is needed.
+
+    ``from_generator`` and the helpers built on it call the function afresh for every pass over the
+    data, so they need the generator *function*; a generator object can be iterated only once.
+
+    Args:
+        generator_fn: The value to check.
+        caller: The name of the function that needs it, for the message (e.g. ``"checked()"``).
+
+    Raises:
+        SignatureError: If ``generator_fn`` is a generator object or not callable.
+
+    Example:
+        >>> def gen():
+        ...     yield 1
+        >>> require_generator_function(gen, "checked()")  # fine
+        >>> require_generator_function(gen(), "checked()")
+        Traceback (most recent call last):
+        ...
+        helpers.signatures.SignatureError: checked() needs the generator function, ...
+    """
+    if inspect.isgenerator(generator_fn) or (
+        isinstance(generator_fn, Iterator) and not callable(generator_fn)
+    ):
+        raise SignatureError(
+            f"{caller} needs the generator function, not a generator object: pass `gen`, not "
+            "`gen()` (from_generator calls the function afresh for every pass over the data)"
+        )
+    if not callable(generator_fn):
+        raise SignatureError(
+            f"{caller} needs a callable returning an iterator, got {_describe_value(generator_fn)}"
+        )
+
+
 def checked(
     generator_fn: Callable[..., Iterable[Any]], signature: Any, *, strict: bool = False
 ) -> Callable[..., Iterator[Any]]:
@@ -803,17 +845,7 @@ def checked(
         >>> sig = tf.TensorSpec((), tf.int32)
         >>> ds = tf.data.Dataset.from_generator(checked(gen, sig), output_signature=sig)
     """
-    if inspect.isgenerator(generator_fn) or (
-        isinstance(generator_fn, Iterator) and not callable(generator_fn)
-    ):
-        raise SignatureError(
-            "checked() needs the generator function, not a generator object: pass `gen`, not "
-            "`gen()` (from_generator calls the function afresh for every pass over the data)"
-        )
-    if not callable(generator_fn):
-        raise SignatureError(
-            f"checked() needs a callable returning an iterator, got {_describe_value(generator_fn)}"
-        )
+    require_generator_function(generator_fn, "checked()")
     tensor_mode = _validate_signature(signature)
 
     @functools.wraps(generator_fn)

@@ -700,8 +700,8 @@ def gen():
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"source": gen(), "output_signature": SCALAR}, TypeError, "pass the generator function"),
-        ({"source": [1, 2]}, TypeError, "must be a tf.data.Dataset or a generator function"),
+        ({"source": gen(), "output_signature": SCALAR}, TypeError, "not a generator object"),
+        ({"source": [1, 2]}, TypeError, "needs a callable returning an iterator"),
         ({"source": gen}, ValueError, "output_signature is required"),
         ({"source": gen, "output_signature": SCALAR, "num_shards": 0}, ValueError, ">= 1, got 0"),
         ({"source": gen, "output_signature": SCALAR, "num_shards": 2.0}, TypeError, "an int"),
