@@ -2,6 +2,7 @@
 #   make lab    create .venv on first use and open JupyterLab on notebooks/
 #   make test   create .venv on first use and run every check CI runs
 # Also: make execute [NB=notebooks/NN_topic.ipynb]  re-execute notebooks in place (refresh stored outputs)
+#       make test-colab                             the tests again under Google Colab's versions (.venv-colab)
 #       make lock                                   rewrite requirements.lock from the venv
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -25,11 +26,15 @@ EXECUTE := $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 	--ClearMetadataPreprocessor.preserve_cell_metadata_mask=tags \
 	--ClearMetadataPreprocessor.preserve_nb_metadata_mask="[('kernelspec',), ('language_info',)]"
 
-.PHONY: venv lab test execute lock clean
+.PHONY: venv lab test test-colab execute lock clean
+
+# JupyterLab settings installed into the venv: no "get notified about official Jupyter news?" pop-up on first
+# open, no update checks (jupyter/overrides.json; checked by tests/test_repository.py).
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
 
 # requirements.lock pins what produced the stored outputs, for Python 3.11. On another Python the ranges in
 # requirements.txt are installed instead (the notebooks run, but stored outputs may differ in places).
-$(STAMP): requirements.lock requirements.txt pyproject.toml
+$(STAMP): requirements.lock requirements.txt pyproject.toml jupyter/overrides.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	if $(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then \
 		$(BIN)/python -m pip install --quiet -r requirements.lock; \
@@ -38,6 +43,7 @@ $(STAMP): requirements.lock requirements.txt pyproject.toml
 		$(BIN)/python -m pip install --quiet -r requirements.txt; \
 	fi
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	mkdir -p $(LAB_SETTINGS) && cp jupyter/overrides.json $(LAB_SETTINGS)/overrides.json
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -51,7 +57,30 @@ lab: venv
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/zizmor --offline --min-severity medium .github/workflows/
 	$(BIN)/pytest
+
+# A second venv with Google Colab's versions (requirements-colab.txt) and the newest Python TensorFlow 2.20
+# supports. Colab's own packages first, then this repository's package on top, non-editable, as the notebooks'
+# Setup cell installs it (the pins make pip refuse to replace any of Colab's versions).
+COLAB_PYTHON ?= $(shell command -v python3.13 || command -v python3)
+COLAB_VENV := .venv-colab
+CBIN := $(COLAB_VENV)/bin
+COLAB_STAMP := $(COLAB_VENV)/.installed
+
+$(COLAB_STAMP): requirements-colab.txt pyproject.toml
+	test -x $(CBIN)/python || $(COLAB_PYTHON) -m venv $(COLAB_VENV)
+	$(CBIN)/python -m pip install --quiet -c requirements-colab.txt tensorflow keras numpy matplotlib tqdm
+	$(CBIN)/python -m pip install --quiet -c requirements-colab.txt ".[test]"
+	touch $(COLAB_STAMP)
+
+test-colab: $(COLAB_STAMP)
+	$(CBIN)/python -m pip install --quiet --no-deps --force-reinstall -c requirements-colab.txt .
+	$(CBIN)/python -c "import sys, tensorflow as tf, keras, numpy, matplotlib; print('Python', sys.version.split()[0], '| TensorFlow', tf.__version__, '| Keras', keras.__version__, '| NumPy', numpy.__version__, '| Matplotlib', matplotlib.__version__)"
+	cd /tmp && $(abspath $(CBIN))/python -c "import helpers, pathlib; assert 'site-packages' in str(pathlib.Path(helpers.__file__)), helpers.__file__"
+	$(CBIN)/pytest
 
 execute: venv
 	for nb in $(NB); do echo "executing $$nb"; $(EXECUTE) "$$nb" || exit 1; done
@@ -60,4 +89,4 @@ lock: venv
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > requirements.lock
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(COLAB_VENV)

@@ -449,9 +449,9 @@ def plot_throughput(
             raise ValueError(f"bound_name: expected one of {list(values)}, got {bound_name!r}")
         if values[bound_name] == 0:
             raise ValueError(f"rates[{bound_name!r}]: expected a positive bound, got 0")
-    created = ax is None
+    figure = None
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 0.5 * len(values) + 1.2))
+        figure, ax = plt.subplots(figsize=(8, 0.5 * len(values) + 1.2))
     names = list(values)
     bars = ax.barh(names, list(values.values()), color=[f"C{i % 10}" for i in range(len(names))])
     ax.bar_label(bars, labels=[_bar_text(n, values, bound_name) for n in names], padding=3)
@@ -466,8 +466,8 @@ def plot_throughput(
     ax.set_title(title)
     ax.set_xlabel("elements / s" + (" (log scale)" if log else ""))
     ax.set_ylabel("pipeline")
-    if created:
-        ax.figure.tight_layout()
+    if figure is not None:
+        figure.tight_layout()
     return ax
 
 
@@ -538,9 +538,9 @@ def plot_timeline(
     """
     checked = _checked_events(events)
     lanes = list(dict.fromkeys(lane for lane, _, _ in checked))
-    created = ax is None
+    figure = None
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 0.45 * len(lanes) + 1.3))
+        figure, ax = plt.subplots(figsize=(8, 0.45 * len(lanes) + 1.3))
     for row, lane in enumerate(lanes):
         spans = [(start, duration) for name, start, duration in checked if name == lane]
         ax.barh(
@@ -562,6 +562,6 @@ def plot_timeline(
     ax.set_xlabel("time (s)")
     ax.set_ylabel("lane")
     ax.grid(axis="x", alpha=0.3)
-    if created:
-        ax.figure.tight_layout()
+    if figure is not None:
+        figure.tight_layout()
     return ax

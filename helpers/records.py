@@ -61,7 +61,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -310,7 +310,7 @@ def _encoder(components: list[_Component]) -> Callable[..., tuple[tf.Tensor, ...
     return encode
 
 
-def _example(keys: list[str], row: list[Any]) -> bytes:
+def _example(keys: list[str], row: Sequence[Any]) -> bytes:
     """One serialised tf.train.Example with a bytes feature per component."""
     feature = {
         key: tf.train.Feature(
