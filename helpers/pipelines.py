@@ -637,6 +637,25 @@ def _chunks(generator_fn: GeneratorFn, plan: _Plan, chunk_size: int, sharded: bo
     return generate
 
 
+def _signature(
+    generator: GeneratorFn,
+    output_types: Any,
+    output_shapes: Any,
+    args: Any,
+    output_signature: Any,
+    name: str | None,
+) -> Any:
+    """The element spec ``from_generator`` derives from these arguments, with its errors.
+
+    Builds (and drops) the plain ``from_generator`` dataset, so every combination of
+    ``output_types``, ``output_shapes`` and ``output_signature`` is accepted or refused exactly as
+    ``from_generator`` does, at construction.
+    """
+    return tf.data.Dataset.from_generator(
+        generator, output_types, output_shapes, args, output_signature, name
+    ).element_spec
+
+
 def _supported(signature: Any) -> bool:
     """True if every leaf is a ``tf.TensorSpec`` of known rank (the chunked path handles those).
 
@@ -656,13 +675,19 @@ def _supported(signature: Any) -> bool:
 
 
 def _chunk_dataset(
-    generator_fn: GeneratorFn, plan: _Plan, chunk_size: int, args: Any, sharded: bool = False
+    generator_fn: GeneratorFn,
+    plan: _Plan,
+    chunk_size: int,
+    args: Any,
+    name: str | None,
+    sharded: bool = False,
 ) -> tf.data.Dataset:
     """``from_generator`` over chunks, mapped back to the user's structure (leading ``None``)."""
     chunks = tf.data.Dataset.from_generator(
         _chunks(generator_fn, plan, chunk_size, sharded),
         output_signature=plan.chunk_signature,
         args=args,
+        name=name,
     )
     return chunks.map(plan.pack)
 
@@ -678,11 +703,18 @@ def _finish(chunks: tf.data.Dataset, plan: _Plan, batch_size: int | None) -> tf.
 
 
 def _plain(
-    generator_fn: GeneratorFn, signature: Any, args: Any, batch_size: int | None
+    generator_fn: GeneratorFn,
+    signature: Any,
+    args: Any,
+    batch_size: int | None,
+    name: str | None,
 ) -> tf.data.Dataset:
     """The documented fallback: per-element ``from_generator`` with checked elements."""
     dataset = tf.data.Dataset.from_generator(
-        signatures.checked(generator_fn, signature), output_signature=signature, args=args
+        signatures.checked(generator_fn, signature),
+        output_signature=signature,
+        args=args,
+        name=name,
     )
     return dataset if batch_size is None else dataset.batch(batch_size)
 
@@ -705,20 +737,23 @@ def usable_cores() -> int:
 
 
 def chunked_from_generator(
-    generator_fn: GeneratorFn,
-    output_signature: Any,
+    generator: GeneratorFn,
+    output_types: Any = None,
+    output_shapes: Any = None,
+    args: Sequence[Any] | None = None,
+    output_signature: Any = None,
+    name: str | None = None,
     *,
-    args: Sequence[Any] = (),
     chunk_size: int = 256,
     batch_size: int | None = None,
 ) -> tf.data.Dataset:
     """A faster ``tf.data.Dataset.from_generator`` for the same per-element generator.
 
-    Pulls ``chunk_size`` elements at a time from ``generator_fn(*args)``, copying each
+    Pulls ``chunk_size`` elements at a time from ``generator(*args)``, copying each
     component into a per-chunk array as the element arrives, and lets TensorFlow split the chunk
     again, so the per-element cost of ``from_generator`` is paid once per chunk. The result has
     the same elements in the same order and the same structure (tuples, dicts, nesting) as
-    ``tf.data.Dataset.from_generator(generator_fn, output_signature=output_signature, args=args)``,
+    ``tf.data.Dataset.from_generator(generator, output_signature=output_signature, args=args)``,
     including the last partial chunk, and the generator is called afresh for every epoch.
 
     **Stricter than ``from_generator``.** Every value must convert to its spec's dtype without
@@ -750,11 +785,15 @@ def chunked_from_generator(
     up to ``chunk_size`` elements ahead of the consumer, so its side effects happen earlier.
 
     Args:
-        generator_fn: A callable returning an iterable of elements; called once per epoch with
+        generator: A callable returning an iterable of elements; called once per epoch with
             ``*args``. Not a generator object.
-        output_signature: A nest (tuples, lists, dicts) of ``tf.TensorSpec``, one per component.
-        args: Arguments for ``generator_fn``, passed as ``from_generator`` passes them (converted
+        output_types: Deprecated in ``from_generator``, accepted as it accepts them: a nest of
+            ``tf.DType`` (give ``output_signature`` instead).
+        output_shapes: With ``output_types``: a nest of shapes.
+        output_signature: A nest (tuples, dicts) of ``tf.TensorSpec``, one per component.
+        args: Arguments for ``generator``, passed as ``from_generator`` passes them (converted
             to tensors and back, so strings arrive as ``bytes``).
+        name: A name for the tf.data operations, as in ``from_generator``.
         chunk_size: Elements per chunk; the main speed knob (256 is a good default).
         batch_size: If given, the dataset yields batches of this size instead of elements.
 
@@ -762,23 +801,29 @@ def chunked_from_generator(
         A ``tf.data.Dataset`` of elements (or batches) matching ``output_signature``.
 
     Raises:
-        SignatureError: If ``generator_fn`` is not callable (for example a generator object).
-        TypeError: If the signature contains something that is not a ``tf.TypeSpec``.
+        SignatureError: If ``generator`` is not callable (for example a generator object).
+        TypeError: For the argument combinations ``from_generator`` refuses (no signature, both
+            ``output_types`` and ``output_signature``, a leaf that is not a ``tf.TypeSpec``, a
+            list in the signature), with ``from_generator``'s message.
         ValueError: If ``chunk_size`` or ``batch_size`` is smaller than 1.
     """
-    signatures.require_generator_function(generator_fn, "chunked_from_generator()")
+    signatures.require_generator_function(generator, "chunked_from_generator()")
     chunk_size = _check_count("chunk_size", chunk_size)
     batch_size = None if batch_size is None else _check_count("batch_size", batch_size)
-    call_args = tuple(args) or None
-    if not _supported(output_signature):
-        return _plain(generator_fn, output_signature, call_args, batch_size)
-    plan = _Plan(output_signature)
-    return _finish(_chunk_dataset(generator_fn, plan, chunk_size, call_args), plan, batch_size)
+    signature = _signature(generator, output_types, output_shapes, args, output_signature, name)
+    if not _supported(signature):
+        return _plain(generator, signature, args, batch_size, name)
+    plan = _Plan(signature)
+    return _finish(_chunk_dataset(generator, plan, chunk_size, args, name), plan, batch_size)
 
 
 def sharded_from_generator(
-    generator_fn: GeneratorFn,
-    output_signature: Any,
+    generator: GeneratorFn,
+    output_types: Any = None,
+    output_shapes: Any = None,
+    args: Sequence[Any] | None = None,
+    output_signature: Any = None,
+    name: str | None = None,
     *,
     num_shards: int,
     chunk_size: int = 256,
@@ -787,7 +832,7 @@ def sharded_from_generator(
 ) -> tf.data.Dataset:
     """Runs ``num_shards`` chunked generators side by side and interleaves their output.
 
-    ``generator_fn(shard_index, num_shards)`` must yield the elements of one shard (for example
+    ``generator(shard_index, num_shards, *args)`` must yield the elements of one shard (for example
     every ``num_shards``-th file starting at ``shard_index``); together the shards should yield
     each element once. The shards are chunked as in :func:`chunked_from_generator` and interleaved
     chunk by chunk with ``num_parallel_calls=tf.data.AUTOTUNE``. With ``deterministic=True`` the
@@ -808,9 +853,13 @@ def sharded_from_generator(
     number of shards; chunking is what helps them.
 
     Args:
-        generator_fn: A callable ``(shard_index, num_shards) -> iterable of elements``; both
-            arguments arrive as NumPy ``int64``. Not a generator object.
-        output_signature: A nest (tuples, lists, dicts) of ``tf.TensorSpec``.
+        generator: A callable ``(shard_index, num_shards, *args) -> iterable of elements``;
+            ``shard_index`` and ``num_shards`` arrive as NumPy ``int64``. Not a generator object.
+        output_types: As in :func:`chunked_from_generator`.
+        output_shapes: As in :func:`chunked_from_generator`.
+        args: Extra arguments for ``generator``, passed after ``(shard_index, num_shards)``.
+        output_signature: A nest (tuples, dicts) of ``tf.TensorSpec``.
+        name: A name for the tf.data operations, as in ``from_generator``.
         num_shards: Number of generators run side by side.
         chunk_size: Elements per chunk (``1`` sends elements one by one).
         batch_size: If given, the dataset yields batches of this size instead of elements.
@@ -820,21 +869,26 @@ def sharded_from_generator(
         A ``tf.data.Dataset`` of elements (or batches) matching ``output_signature``.
 
     Raises:
-        SignatureError: If ``generator_fn`` is not callable (for example a generator object).
-        TypeError: If the signature is not made of ``tf.TypeSpec`` leaves.
+        SignatureError: If ``generator`` is not callable (for example a generator object).
+        TypeError: For the argument combinations ``from_generator`` refuses.
         ValueError: If ``num_shards``, ``chunk_size`` or ``batch_size`` is smaller than 1.
     """
-    signatures.require_generator_function(generator_fn, "sharded_from_generator()")
+    signatures.require_generator_function(generator, "sharded_from_generator()")
     num_shards = _check_count("num_shards", num_shards)
     chunk_size = _check_count("chunk_size", chunk_size)
     batch_size = None if batch_size is None else _check_count("batch_size", batch_size)
-    plan = _Plan(output_signature) if _supported(output_signature) else None
+    extra = tuple(args) if args is not None else ()
+    signature = _signature(
+        generator, output_types, output_shapes, (0, num_shards, *extra), output_signature, name
+    )
+    plan = _Plan(signature) if _supported(signature) else None
 
     @tf.autograph.experimental.do_not_convert  # builds datasets in Python; nothing to convert
     def shard(index: tf.Tensor) -> tf.data.Dataset:
+        shard_args = (index, num_shards, *extra)
         if plan is None:
-            return _plain(generator_fn, output_signature, (index, num_shards), None)
-        return _chunk_dataset(generator_fn, plan, chunk_size, (index, num_shards), sharded=True)
+            return _plain(generator, signature, shard_args, None, name)
+        return _chunk_dataset(generator, plan, chunk_size, shard_args, name, sharded=True)
 
     interleaved = tf.data.Dataset.range(num_shards).interleave(
         shard,

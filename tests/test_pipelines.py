@@ -68,14 +68,16 @@ def plain(generator_fn, signature, args=None) -> tf.data.Dataset:
 @pytest.mark.parametrize("chunk_size", [1, 3, 7, 23, 256])
 def test_per_element_output_equals_from_generator(chunk_size):
     gen = pairs(23)
-    got = pipelines.chunked_from_generator(gen, PAIR, chunk_size=chunk_size)
+    got = pipelines.chunked_from_generator(gen, output_signature=PAIR, chunk_size=chunk_size)
     assert_datasets_equal(got, plain(gen, PAIR))
 
 
 @pytest.mark.parametrize(("chunk_size", "batch_size"), [(3, 4), (8, 4), (5, 5), (256, 10), (1, 7)])
 def test_batched_output_equals_batch_of_from_generator(chunk_size, batch_size):
     gen = pairs(23)
-    got = pipelines.chunked_from_generator(gen, PAIR, chunk_size=chunk_size, batch_size=batch_size)
+    got = pipelines.chunked_from_generator(
+        gen, output_signature=PAIR, chunk_size=chunk_size, batch_size=batch_size
+    )
     want = plain(gen, PAIR).batch(batch_size)
     assert_datasets_equal(got, want)
     assert [len(labels) for _, labels in as_numpy(got)][-1] == (23 % batch_size or batch_size)
@@ -89,13 +91,15 @@ def test_batched_output_equals_batch_of_from_generator(chunk_size, batch_size):
 )
 def test_any_sizes_keep_every_element_in_order(count, chunk_size, batch_size):
     gen = pairs(count)
-    got = pipelines.chunked_from_generator(gen, PAIR, chunk_size=chunk_size, batch_size=batch_size)
+    got = pipelines.chunked_from_generator(
+        gen, output_signature=PAIR, chunk_size=chunk_size, batch_size=batch_size
+    )
     want = plain(gen, PAIR)
     assert_datasets_equal(got, want if batch_size is None else want.batch(batch_size))
 
 
 def test_empty_generator_gives_empty_dataset():
-    got = pipelines.chunked_from_generator(lambda: iter(()), PAIR)
+    got = pipelines.chunked_from_generator(lambda: iter(()), output_signature=PAIR)
     assert as_numpy(got) == []
 
 
@@ -106,7 +110,7 @@ def test_single_spec_signature():
         for index in range(10):
             yield np.array([index, -index])
 
-    got = pipelines.chunked_from_generator(gen, signature, chunk_size=4)
+    got = pipelines.chunked_from_generator(gen, output_signature=signature, chunk_size=4)
     assert_datasets_equal(got, plain(gen, signature))
 
 
@@ -127,9 +131,11 @@ def test_dict_and_nested_signatures():
                 "image": images[index],
             }
 
-    got = pipelines.chunked_from_generator(gen, signature, chunk_size=4)
+    got = pipelines.chunked_from_generator(gen, output_signature=signature, chunk_size=4)
     assert_datasets_equal(got, plain(gen, signature))
-    batched = pipelines.chunked_from_generator(gen, signature, chunk_size=4, batch_size=3)
+    batched = pipelines.chunked_from_generator(
+        gen, output_signature=signature, chunk_size=4, batch_size=3
+    )
     assert_datasets_equal(batched, plain(gen, signature).batch(3))
 
 
@@ -140,7 +146,9 @@ def test_args_are_passed_like_from_generator():
         assert name == b"counter"  # from_generator passes strings as bytes
         yield from range(int(start), int(stop))
 
-    got = pipelines.chunked_from_generator(gen, signature, args=(3, 9, "counter"), chunk_size=4)
+    got = pipelines.chunked_from_generator(
+        gen, output_signature=signature, args=(3, 9, "counter"), chunk_size=4
+    )
     assert as_numpy(got) == list(range(3, 9))
 
 
@@ -151,7 +159,7 @@ def test_float64_and_int_values_are_cast_like_from_generator():
         for index in range(9):
             yield np.full(3, index / 3, dtype=np.float64), index * 20
 
-    got = pipelines.chunked_from_generator(gen, signature, chunk_size=4)
+    got = pipelines.chunked_from_generator(gen, output_signature=signature, chunk_size=4)
     assert_datasets_equal(got, plain(gen, signature))
 
 
@@ -163,7 +171,7 @@ def test_bytes_keep_trailing_nul_bytes_and_strings_are_utf8():
         for value in values:
             yield value, np.array([value, "x"], dtype=object)
 
-    got = pipelines.chunked_from_generator(gen, signature, chunk_size=3)
+    got = pipelines.chunked_from_generator(gen, output_signature=signature, chunk_size=3)
     assert_datasets_equal(got, plain(gen, signature))
     assert [first for first, _ in as_numpy(got)] == [b"ab\x00", b"\x00\x00", b"caf\xc3\xa9", b""]
 
@@ -175,7 +183,7 @@ def test_variable_length_string_arrays():
         for count in range(6):
             yield [b"t\x00"] * count
 
-    got = pipelines.chunked_from_generator(gen, signature, chunk_size=4)
+    got = pipelines.chunked_from_generator(gen, output_signature=signature, chunk_size=4)
     assert_datasets_equal(got, plain(gen, signature))
 
 
@@ -184,7 +192,7 @@ def test_non_string_value_for_string_spec_is_reported():
         yield "fine"
         yield 7
 
-    dataset = pipelines.chunked_from_generator(gen, tf.TensorSpec((), tf.string))
+    dataset = pipelines.chunked_from_generator(gen, output_signature=tf.TensorSpec((), tf.string))
     with pytest.raises(tf.errors.InvalidArgumentError, match="element 1"):
         as_numpy(dataset)
 
@@ -207,12 +215,14 @@ RAGGED = {
 
 
 def test_variable_length_elements_come_out_dense_and_equal():
-    got = pipelines.chunked_from_generator(ragged_gen, RAGGED, chunk_size=4)
+    got = pipelines.chunked_from_generator(ragged_gen, output_signature=RAGGED, chunk_size=4)
     assert_datasets_equal(got, plain(ragged_gen, RAGGED))
 
 
 def test_variable_length_batches_are_ragged():
-    got = pipelines.chunked_from_generator(ragged_gen, RAGGED, chunk_size=4, batch_size=3)
+    got = pipelines.chunked_from_generator(
+        ragged_gen, output_signature=RAGGED, chunk_size=4, batch_size=3
+    )
     want = plain(ragged_gen, RAGGED).ragged_batch(3)
     batches = list(got)
     assert len(batches) == 3
@@ -229,7 +239,7 @@ def test_ragged_signature_falls_back_to_per_element_from_generator():
         for index in range(5):
             yield tf.ragged.constant([[index], list(range(index))], dtype=tf.int32)
 
-    got = pipelines.chunked_from_generator(gen, signature, chunk_size=2)
+    got = pipelines.chunked_from_generator(gen, output_signature=signature, chunk_size=2)
     want = plain(gen, signature)
     assert got.element_spec == want.element_spec
     assert [x.to_list() for x in got] == [x.to_list() for x in want]
@@ -245,7 +255,9 @@ def test_every_epoch_calls_the_generator_afresh():
         calls.append(1)
         yield from range(10)
 
-    dataset = pipelines.chunked_from_generator(gen, tf.TensorSpec((), tf.int64), chunk_size=3)
+    dataset = pipelines.chunked_from_generator(
+        gen, output_signature=tf.TensorSpec((), tf.int64), chunk_size=3
+    )
     epochs = [as_numpy(dataset) for _ in range(3)]
     assert epochs == [list(range(10))] * 3
     assert len(calls) == 3
@@ -253,7 +265,7 @@ def test_every_epoch_calls_the_generator_afresh():
 
 def test_repeat_gives_consecutive_epochs():
     dataset = pipelines.chunked_from_generator(
-        lambda: iter(range(5)), tf.TensorSpec((), tf.int64), chunk_size=2
+        lambda: iter(range(5)), output_signature=tf.TensorSpec((), tf.int64), chunk_size=2
     )
     assert as_numpy(dataset.repeat(2)) == [0, 1, 2, 3, 4] * 2
 
@@ -275,7 +287,7 @@ def test_wrong_shape_names_element_and_path():
             shape = (4, 2) if position == 6 else (4, 3)
             yield np.zeros(shape, np.float32), position
 
-    dataset = pipelines.chunked_from_generator(gen, PAIR, chunk_size=4)
+    dataset = pipelines.chunked_from_generator(gen, output_signature=PAIR, chunk_size=4)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"element 6, \[0\]"):
         as_numpy(dataset)
 
@@ -284,7 +296,7 @@ def test_lossy_cast_is_refused_where_from_generator_is_silent():
     gen = bad_at(5, 2.7)
     assert as_numpy(plain(gen, PAIR))[5][1] == 2  # from_generator truncates silently
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"element 5, \[1\]"):
-        as_numpy(pipelines.chunked_from_generator(gen, PAIR, chunk_size=4))
+        as_numpy(pipelines.chunked_from_generator(gen, output_signature=PAIR, chunk_size=4))
 
 
 def test_wrong_structure_names_element():
@@ -293,7 +305,7 @@ def test_wrong_structure_names_element():
         yield np.zeros((4, 3), np.float32), 1, "extra"
 
     with pytest.raises(tf.errors.InvalidArgumentError, match="element 1"):
-        as_numpy(pipelines.chunked_from_generator(gen, PAIR))
+        as_numpy(pipelines.chunked_from_generator(gen, output_signature=PAIR))
 
 
 def test_sharded_error_names_the_shard():
@@ -301,13 +313,17 @@ def test_sharded_error_names_the_shard():
         for position in range(int(shard), 12, int(num_shards)):
             yield np.zeros((4, 3), np.float32), 2.5 if position == 7 else position
 
-    dataset = pipelines.sharded_from_generator(gen, PAIR, num_shards=3, chunk_size=2)
+    dataset = pipelines.sharded_from_generator(
+        gen, output_signature=PAIR, num_shards=3, chunk_size=2
+    )
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"shard 1 of 3: element 2, \[1\]"):
         as_numpy(dataset)
 
 
 def test_generator_returning_non_iterable_is_reported():
-    dataset = pipelines.chunked_from_generator(lambda: 42, tf.TensorSpec((), tf.int64))
+    dataset = pipelines.chunked_from_generator(
+        lambda: 42, output_signature=tf.TensorSpec((), tf.int64)
+    )
     with pytest.raises(tf.errors.InvalidArgumentError, match="must return an iterable, got int"):
         as_numpy(dataset)
 
@@ -318,14 +334,14 @@ def test_generator_returning_non_iterable_is_reported():
 def test_generator_object_is_refused_with_a_hint():
     gen = pairs(3)
     with pytest.raises(TypeError, match=r"chunked_from_generator\(\) .* not a generator object"):
-        pipelines.chunked_from_generator(gen(), PAIR)
+        pipelines.chunked_from_generator(gen(), output_signature=PAIR)
     with pytest.raises(TypeError, match=r"sharded_from_generator\(\) .* not a generator object"):
-        pipelines.sharded_from_generator(gen(), PAIR, num_shards=2)
+        pipelines.sharded_from_generator(gen(), output_signature=PAIR, num_shards=2)
 
 
 def test_non_callable_is_refused():
     with pytest.raises(TypeError, match=r"needs a callable returning an iterator, got .*list"):
-        pipelines.chunked_from_generator([1, 2], tf.TensorSpec((), tf.int64))
+        pipelines.chunked_from_generator([1, 2], output_signature=tf.TensorSpec((), tf.int64))
 
 
 @pytest.mark.parametrize(
@@ -339,21 +355,23 @@ def test_non_callable_is_refused():
 )
 def test_bad_sizes_are_refused(kwargs, error, message):
     with pytest.raises(error, match=message):
-        pipelines.chunked_from_generator(pairs(3), PAIR, **kwargs)
+        pipelines.chunked_from_generator(pairs(3), output_signature=PAIR, **kwargs)
 
 
 def test_bad_num_shards_is_refused():
     with pytest.raises(ValueError, match="num_shards must be an integer >= 1, got 0"):
-        pipelines.sharded_from_generator(pairs(3), PAIR, num_shards=0)
+        pipelines.sharded_from_generator(pairs(3), output_signature=PAIR, num_shards=0)
 
 
 def test_signature_leaf_that_is_not_a_spec_is_refused():
-    with pytest.raises(TypeError, match=r"output_signature at \[1\]: expected a tf.TensorSpec"):
-        pipelines.chunked_from_generator(pairs(3), (IMAGE, tf.int32))
+    with pytest.raises(
+        TypeError, match=r"must contain objects that are subclass of `tf\.TypeSpec`"
+    ):
+        pipelines.chunked_from_generator(pairs(3), output_signature=(IMAGE, tf.int32))
 
 
 def test_numpy_integer_sizes_are_accepted():
-    got = pipelines.chunked_from_generator(pairs(5), PAIR, chunk_size=np.int64(2))
+    got = pipelines.chunked_from_generator(pairs(5), output_signature=PAIR, chunk_size=np.int64(2))
     assert len(as_numpy(got)) == 5
 
 
@@ -374,13 +392,19 @@ SCALAR = tf.TensorSpec((), tf.int64)
 @pytest.mark.parametrize("deterministic", [True, False])
 def test_sharding_covers_each_element_once(num_shards, deterministic):
     dataset = pipelines.sharded_from_generator(
-        strided(29), SCALAR, num_shards=num_shards, chunk_size=4, deterministic=deterministic
+        strided(29),
+        output_signature=SCALAR,
+        num_shards=num_shards,
+        chunk_size=4,
+        deterministic=deterministic,
     )
     assert sorted(as_numpy(dataset)) == list(range(29))
 
 
 def test_deterministic_order_is_round_robin_by_chunk():
-    dataset = pipelines.sharded_from_generator(strided(10), SCALAR, num_shards=2, chunk_size=2)
+    dataset = pipelines.sharded_from_generator(
+        strided(10), output_signature=SCALAR, num_shards=2, chunk_size=2
+    )
     # shard 0 yields 0 2 4 6 8, shard 1 yields 1 3 5 7 9; chunks of 2 alternate.
     assert as_numpy(dataset) == [0, 2, 1, 3, 4, 6, 5, 7, 8, 9]
     assert as_numpy(dataset) == as_numpy(dataset)
@@ -395,7 +419,7 @@ def test_sharded_batches_and_structure():
 
     signature = {"image": IMAGE, "label": LABEL}
     dataset = pipelines.sharded_from_generator(
-        gen, signature, num_shards=3, chunk_size=2, batch_size=4
+        gen, output_signature=signature, num_shards=3, chunk_size=2, batch_size=4
     )
     assert dataset.element_spec == {
         "image": tf.TensorSpec((None, 4, 3), tf.float32),
@@ -412,12 +436,16 @@ def test_single_shard_equals_chunked():
     def gen(shard, num_shards):
         yield from pairs(11)()
 
-    sharded = pipelines.sharded_from_generator(gen, PAIR, num_shards=1, chunk_size=3)
-    assert_datasets_equal(sharded, pipelines.chunked_from_generator(pairs(11), PAIR))
+    sharded = pipelines.sharded_from_generator(
+        gen, output_signature=PAIR, num_shards=1, chunk_size=3
+    )
+    assert_datasets_equal(
+        sharded, pipelines.chunked_from_generator(pairs(11), output_signature=PAIR)
+    )
 
 
 def test_sharded_gets_a_thread_per_shard():
-    dataset = pipelines.sharded_from_generator(strided(4), SCALAR, num_shards=16)
+    dataset = pipelines.sharded_from_generator(strided(4), output_signature=SCALAR, num_shards=16)
     assert dataset.options().threading.private_threadpool_size == max(16, pipelines.usable_cores())
 
 
@@ -428,12 +456,14 @@ def test_all_shards_run_at_once_from_the_first_pass():
         barrier.wait()
         yield from range(int(shard), 8, int(num_shards))
 
-    dataset = pipelines.sharded_from_generator(gen, SCALAR, num_shards=4, chunk_size=2)
+    dataset = pipelines.sharded_from_generator(
+        gen, output_signature=SCALAR, num_shards=4, chunk_size=2
+    )
     assert sorted(as_numpy(dataset)) == list(range(8))
 
 
 def test_sharded_pool_has_at_least_the_usable_cores():
-    dataset = pipelines.sharded_from_generator(strided(4), SCALAR, num_shards=1)
+    dataset = pipelines.sharded_from_generator(strided(4), output_signature=SCALAR, num_shards=1)
     assert dataset.options().threading.private_threadpool_size == pipelines.usable_cores()
 
 
@@ -452,7 +482,9 @@ def test_sharded_ragged_signature_falls_back():
         for index in range(int(shard), 6, int(num_shards)):
             yield tf.ragged.constant([[index], []], dtype=tf.int64)
 
-    dataset = pipelines.sharded_from_generator(gen, signature, num_shards=2, batch_size=2)
+    dataset = pipelines.sharded_from_generator(
+        gen, output_signature=signature, num_shards=2, batch_size=2
+    )
     rows = [row for batch in dataset for row in batch.to_list()]
     assert sorted(rows) == [[[index], []] for index in range(6)]
 
@@ -483,7 +515,7 @@ def test_large_chunks_stay_correct_while_earlier_outputs_are_alive():
 
     for batch_size in (None, 8):
         dataset = pipelines.chunked_from_generator(
-            gen, signature, chunk_size=8, batch_size=batch_size
+            gen, output_signature=signature, chunk_size=8, batch_size=batch_size
         ).prefetch(4)
         kept = list(dataset)  # every output tensor stays alive until the comparison
         got = np.concatenate([np.reshape(t.numpy(), (-1, 128, 128)) for t in kept])
@@ -501,7 +533,9 @@ def test_generator_refilling_one_buffer_gives_every_value():
             yield buffer
 
     for batch_size in (None, 4):
-        dataset = pipelines.chunked_from_generator(gen, IMAGE, chunk_size=4, batch_size=batch_size)
+        dataset = pipelines.chunked_from_generator(
+            gen, output_signature=IMAGE, chunk_size=4, batch_size=batch_size
+        )
         got = np.concatenate([np.reshape(x, (-1, 4, 3)) for x in as_numpy(dataset)])
         np.testing.assert_array_equal(got[:, 0, 0], np.arange(11, dtype=np.float32))
 
@@ -514,7 +548,9 @@ def test_generator_alternating_two_buffers_gives_every_value():
             buffer[:] = index
             yield buffer
 
-    dataset = pipelines.chunked_from_generator(gen, tf.TensorSpec((3,), tf.int64), chunk_size=4)
+    dataset = pipelines.chunked_from_generator(
+        gen, output_signature=tf.TensorSpec((3,), tf.int64), chunk_size=4
+    )
     assert [row.tolist() for row in as_numpy(dataset)] == [[index] * 3 for index in range(9)]
 
 
@@ -535,7 +571,7 @@ def test_reused_buffers_in_dict_and_tuple_structures_with_partial_last_chunk():
 
     for batch_size in (None, 3):
         dataset = pipelines.chunked_from_generator(
-            gen, signature, chunk_size=3, batch_size=batch_size
+            gen, output_signature=signature, chunk_size=3, batch_size=batch_size
         )
         items = list(dataset.unbatch() if batch_size else dataset)
         assert len(items) == 7  # two full chunks and a partial one
@@ -554,7 +590,9 @@ def test_reused_buffer_with_a_lossy_value_is_reported_by_index():
             buffer[:] = 1e40 if index == 4 else index
             yield buffer
 
-    dataset = pipelines.chunked_from_generator(gen, tf.TensorSpec((3,), tf.float32), chunk_size=4)
+    dataset = pipelines.chunked_from_generator(
+        gen, output_signature=tf.TensorSpec((3,), tf.float32), chunk_size=4
+    )
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"element 4, <root>.*overflows"):
         as_numpy(dataset)
 
@@ -567,7 +605,11 @@ def test_scalar_column_errors_name_element_and_path_after_buffers_moved_on():
             yield buffer, 2**40 + 1 if index == 6 else index
 
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"element 6, \[1\]"):
-        as_numpy(pipelines.chunked_from_generator(gen, (IMAGE, tf.TensorSpec((), tf.float32))))
+        as_numpy(
+            pipelines.chunked_from_generator(
+                gen, output_signature=(IMAGE, tf.TensorSpec((), tf.float32))
+            )
+        )
 
 
 # --------------------------------------------------------------------------- documented differences
@@ -575,7 +617,7 @@ def test_scalar_column_errors_name_element_and_path_after_buffers_moved_on():
 
 def test_spec_names_are_dropped_but_shapes_and_dtypes_kept():
     signature = (tf.TensorSpec((4, 3), tf.float32, name="image"), tf.TensorSpec((), tf.int32))
-    got = pipelines.chunked_from_generator(pairs(5), signature).element_spec
+    got = pipelines.chunked_from_generator(pairs(5), output_signature=signature).element_spec
     want = plain(pairs(5), signature).element_spec
     assert got != want
     assert got == PAIR
@@ -592,4 +634,68 @@ def test_stricter_than_from_generator_for_lossy_casts(value, dtype):
 
     assert len(as_numpy(plain(gen, signature))) == 1  # from_generator converts silently
     with pytest.raises(tf.errors.InvalidArgumentError, match="SignatureError"):
-        as_numpy(pipelines.chunked_from_generator(gen, signature))
+        as_numpy(pipelines.chunked_from_generator(gen, output_signature=signature))
+
+
+# ------------------------------------------------------------ from_generator's signature
+
+
+def test_call_signature_matches_from_generator():
+    import inspect
+
+    want = list(inspect.signature(tf.data.Dataset.from_generator).parameters.values())
+    for function in (pipelines.chunked_from_generator, pipelines.sharded_from_generator):
+        got = list(inspect.signature(function).parameters.values())
+        assert [(p.name, p.kind, p.default) for p in got[: len(want)]] == [
+            (p.name, p.kind, p.default) for p in want
+        ]
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in got[len(want) :])
+
+
+def test_from_generator_keywords_and_legacy_types_are_accepted():
+    def gen():
+        yield from range(5)
+
+    dataset = pipelines.chunked_from_generator(
+        generator=gen, output_types=tf.int64, output_shapes=(), args=None, name="numbers"
+    )
+    assert as_numpy(dataset) == list(range(5))
+    assert dataset.element_spec == tf.TensorSpec((), tf.int64)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"output_types": tf.TensorSpec((), tf.int64)},
+        {"output_signature": [tf.TensorSpec((1,), tf.int64)]},
+        {},
+        {"output_types": tf.int64, "output_signature": tf.TensorSpec((), tf.int64)},
+        {"output_shapes": (), "output_signature": tf.TensorSpec((), tf.int64)},
+    ],
+)
+def test_bad_combinations_fail_as_from_generator_fails(arguments):
+    def gen():
+        yield 1
+
+    with pytest.raises(TypeError) as expected:
+        tf.data.Dataset.from_generator(gen, **arguments)
+    for function, extra in (
+        (pipelines.chunked_from_generator, {}),
+        (pipelines.sharded_from_generator, {"num_shards": 2}),
+    ):
+        with pytest.raises(TypeError) as got:
+            function(gen, **arguments, **extra)
+        assert str(got.value) == str(expected.value)
+
+
+def test_sharded_passes_args_after_shard_index_and_count():
+    def gen(shard, count, stop, label):
+        for value in range(shard, int(stop), count):
+            yield value, label
+
+    signature = (tf.TensorSpec((), tf.int64), tf.TensorSpec((), tf.string))
+    dataset = pipelines.sharded_from_generator(
+        gen, args=(10, "x"), output_signature=signature, num_shards=3, chunk_size=2
+    )
+    got = sorted(as_numpy(dataset))
+    assert got == [(value, b"x") for value in range(10)]
