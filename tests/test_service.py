@@ -28,10 +28,20 @@ def pids_running(processes) -> list[int]:
     return [process.pid for process in processes.values() if process.poll() is None]
 
 
+@pytest.fixture
+def no_new_children():
+    """Fails the test if it leaves a child process behind (children from before are ignored)."""
+    before = len(service.child_processes())
+    yield
+    assert len(service.child_processes()) == before
+
+
 # start_data_service
 
 
-def test_start_data_service_starts_dispatcher_and_workers_and_stop_ends_them(tmp_path):
+def test_start_data_service_starts_dispatcher_and_workers_and_stop_ends_them(
+    tmp_path, no_new_children
+):
     data_service = service.start_data_service(tmp_path, num_workers=2, timeout=HANG_GUARD)
     try:
         assert list(data_service.processes) == ["dispatcher", "worker0", "worker1"]
@@ -49,7 +59,9 @@ def test_start_data_service_starts_dispatcher_and_workers_and_stop_ends_them(tmp
     assert pids_running(data_service.processes) == []
 
 
-def test_start_data_service_reports_a_server_that_cannot_start(tmp_path, monkeypatch):
+def test_start_data_service_reports_a_server_that_cannot_start(
+    tmp_path, monkeypatch, no_new_children
+):
     monkeypatch.setattr(
         service, "_WATCHDOG", "import sys\nsys.exit('this server cannot start ({parent})')\n"
     )
@@ -57,14 +69,12 @@ def test_start_data_service_reports_a_server_that_cannot_start(tmp_path, monkeyp
         service.start_data_service(tmp_path, num_workers=1, timeout=HANG_GUARD)
     assert "this server cannot start" in str(caught.value)
     assert "exit code 1" in str(caught.value)
-    assert service.child_processes() == []
 
 
-def test_start_data_service_gives_up_after_timeout_and_leaves_nothing(tmp_path):
+def test_start_data_service_gives_up_after_timeout_and_leaves_nothing(tmp_path, no_new_children):
     # Importing TensorFlow alone takes longer than 0.01 s, so no server can be up in time.
     with pytest.raises(RuntimeError, match=r"was not up within 0.01 s"):
         service.start_data_service(tmp_path, num_workers=1, timeout=0.01)
-    assert service.child_processes() == []
 
 
 @pytest.mark.parametrize(
@@ -80,11 +90,10 @@ def test_start_data_service_gives_up_after_timeout_and_leaves_nothing(tmp_path):
         ({"timeout": float("nan")}, ValueError, "expected timeout > 0 seconds, got nan"),
     ],
 )
-def test_start_data_service_refuses_bad_input(tmp_path, kwargs, error, message):
+def test_start_data_service_refuses_bad_input(tmp_path, kwargs, error, message, no_new_children):
     arguments = {"log_dir": tmp_path, **kwargs}
     with pytest.raises(error, match=message):
         service.start_data_service(**arguments)
-    assert service.child_processes() == []
 
 
 def test_start_data_service_refuses_a_file_as_log_dir(tmp_path):
@@ -97,7 +106,9 @@ def test_start_data_service_refuses_a_file_as_log_dir(tmp_path):
 # start_cluster
 
 
-def test_start_cluster_starts_worker_and_ps_tasks_with_a_chief_left_to_the_caller(tmp_path):
+def test_start_cluster_starts_worker_and_ps_tasks_with_a_chief_left_to_the_caller(
+    tmp_path, no_new_children
+):
     cluster = service.start_cluster(tmp_path, num_workers=1, num_ps=1, timeout=HANG_GUARD)
     try:
         assert sorted(cluster.spec) == ["chief", "ps", "worker"]
@@ -122,11 +133,10 @@ def test_start_cluster_starts_worker_and_ps_tasks_with_a_chief_left_to_the_calle
         ({"timeout": -5.0}, ValueError, "expected timeout > 0 seconds, got -5.0"),
     ],
 )
-def test_start_cluster_refuses_bad_input(tmp_path, kwargs, error, message):
+def test_start_cluster_refuses_bad_input(tmp_path, kwargs, error, message, no_new_children):
     arguments = {"log_dir": tmp_path, **kwargs}
     with pytest.raises(error, match=message):
         service.start_cluster(**arguments)
-    assert service.child_processes() == []
 
 
 # stop
@@ -194,13 +204,15 @@ def test_stop_refuses_bad_input(processes, timeout, error, message):
 
 
 def test_child_processes_lists_running_children_only():
-    assert service.child_processes() == []
+    before = service.child_processes()
     child = sleeper()
     try:
-        assert len(service.child_processes()) == 1
+        during = service.child_processes()
+        assert len(during) == len(before) + 1
+        assert all(isinstance(name, str) and name for name in during)
     finally:
         service.stop({"child": child})
-    assert service.child_processes() == []
+    assert service.child_processes() == before
 
 
 def test_module_has_no_side_effects_at_import():
