@@ -19,8 +19,9 @@ import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import records
+from helpers import _records, records
 from helpers.records import MANIFEST_NAME, RecordsError, read_tfrecords, write_tfrecords
+from helpers.signatures import SignatureError
 
 NUMERIC = [
     "float16",
@@ -301,11 +302,11 @@ def test_tensor_spec_names_are_dropped(tmp_path):
 
 def test_raw_bytes_match_numpy_for_every_raw_dtype():
     rng = np.random.default_rng(1)
-    for dtype in records._RAW_DTYPES:
+    for dtype in _records._RAW_DTYPES:
         for shape in ([], [0], [3, 5]):
             value = random_array(rng, shape, dtype)
             spec = tf.TensorSpec(shape, dtype)
-            assert records._raw_bytes(tf.constant(value, dtype), spec).numpy() == value.tobytes()
+            assert _records._raw_bytes(tf.constant(value, dtype), spec).numpy() == value.tobytes()
 
 
 # --- safe writes -------------------------------------------------------------------------------
@@ -641,7 +642,7 @@ def test_single_shard_without_total_assertion_is_still_counted(tmp_path):
 
 @pytest.mark.parametrize("assert_total", [1, None, "no"])
 def test_assert_total_must_be_a_bool(written, assert_total):
-    with pytest.raises(TypeError, match="assert_total must be True or False"):
+    with pytest.raises(TypeError, match="assert_total: expected True or False, got"):
         read_tfrecords(written, assert_total=assert_total)
 
 
@@ -703,10 +704,26 @@ def gen():
         ({"source": gen(), "output_signature": SCALAR}, TypeError, "not a generator object"),
         ({"source": [1, 2]}, TypeError, "needs a callable returning an iterator"),
         ({"source": gen}, ValueError, "output_signature is required"),
-        ({"source": gen, "output_signature": SCALAR, "num_shards": 0}, ValueError, ">= 1, got 0"),
-        ({"source": gen, "output_signature": SCALAR, "num_shards": 2.0}, TypeError, "an int"),
-        ({"source": gen, "output_signature": SCALAR, "num_shards": True}, TypeError, "an int"),
-        ({"source": gen, "output_signature": SCALAR, "progress": "yes"}, TypeError, "progress"),
+        (
+            {"source": gen, "output_signature": SCALAR, "num_shards": 0},
+            ValueError,
+            "num_shards: expected an int >= 1, got 0",
+        ),
+        (
+            {"source": gen, "output_signature": SCALAR, "num_shards": 2.0},
+            TypeError,
+            "num_shards: expected an int, got float 2.0",
+        ),
+        (
+            {"source": gen, "output_signature": SCALAR, "num_shards": True},
+            TypeError,
+            "num_shards: expected an int, got bool True",
+        ),
+        (
+            {"source": gen, "output_signature": SCALAR, "progress": "yes"},
+            TypeError,
+            "progress: expected True, False or None, got str 'yes'",
+        ),
         (
             {"source": tf.data.Dataset.range(3), "output_signature": tf.TensorSpec([], tf.int32)},
             ValueError,
@@ -715,28 +732,29 @@ def gen():
         ({"source": tf.data.Dataset.range(3).repeat()}, ValueError, "infinite dataset"),
         (
             {"source": gen, "output_signature": tf.SparseTensorSpec([2], tf.int64)},
-            TypeError,
-            "expected tf.TensorSpec or tf.RaggedTensorSpec, got SparseTensorSpec",
+            SignatureError,
+            r"signature at <root>: expected tf.TensorSpec or tf.RaggedTensorSpec, in tuples and "
+            r"dicts with str keys, got SparseTensorSpec; store it dense \(tf.sparse.to_dense\)",
         ),
         (
             {"source": gen, "output_signature": Point(SCALAR, SCALAR)},
-            TypeError,
-            "namedtuple Point",
+            SignatureError,
+            "signature at <root>: expected .*, got namedtuple Point; use a plain tuple or a dict",
         ),
         (
             {"source": gen, "output_signature": (SCALAR, [SCALAR])},
-            TypeError,
-            r"at component \[1\]: list; tf.data treats a list as one value",
+            SignatureError,
+            r"signature at \[1\]: expected .*, got list; tf.data treats a list as one value",
         ),
         (
             {"source": gen, "output_signature": {1: SCALAR}},
-            TypeError,
-            "dict keys must be str",
+            SignatureError,
+            r"signature at \[key=1\]: expected a str dict key, got int 1",
         ),
         (
             {"source": gen, "output_signature": tf.RaggedTensorSpec([2, 3, None], tf.int32, 2)},
-            TypeError,
-            "has a uniform dimension inside its ragged dimensions",
+            SignatureError,
+            r"signature at <root>: expected dimensions 1 to ragged_rank to be None, got .*uniform",
         ),
     ],
 )
@@ -746,10 +764,32 @@ def test_bad_arguments(tmp_path, kwargs, error, match):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True])
-def test_bad_batch_size(written, batch_size):
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+@pytest.mark.parametrize(
+    ("batch_size", "error", "match"),
+    [
+        (0, ValueError, "batch_size: expected an int >= 1, got 0"),
+        (-1, ValueError, "batch_size: expected an int >= 1, got -1"),
+        (2.5, TypeError, "batch_size: expected an int, got float 2.5"),
+        (True, TypeError, "batch_size: expected an int, got bool True"),
+        ("4", TypeError, "batch_size: expected an int, got str '4'"),
+    ],
+)
+def test_bad_batch_size(written, batch_size, error, match):
+    with pytest.raises(error, match=match):
         read_tfrecords(written, batch_size=batch_size)
+
+
+def test_numpy_integers_are_counts(tmp_path):
+    directory = write_tfrecords(
+        tf.data.Dataset.range(5), tmp_path, num_shards=np.int64(2), progress=False
+    )
+    batches = [b.numpy().tolist() for b in read_tfrecords(directory, batch_size=np.int32(2))]
+    assert batches == [[0, 1], [2, 3], [4]]
+
+
+def test_verify_must_be_a_bool(written):
+    with pytest.raises(TypeError, match="verify: expected True or False, got int 1"):
+        read_tfrecords(written, verify=1)
 
 
 # --- progress ----------------------------------------------------------------------------------
@@ -769,7 +809,8 @@ import tempfile
 
 import tensorflow as tf
 
-from helpers import records
+from helpers import _records, records
+from helpers.signatures import SignatureError
 
 directory = records.write_tfrecords(tf.data.Dataset.range(3), tempfile.mkdtemp(), progress=False)
 list(records.read_tfrecords(directory))
