@@ -293,3 +293,114 @@ def test_events_plot_with_plot_timeline():
     ax = plotting.plot_timeline(timeline.events, title="test")
     assert ax.get_title() == "test"
     matplotlib.pyplot.close("all")
+
+
+# ------------------------------------------------------------- benchmarks/bench_generators.py
+# The benchmark script is not part of the package; its correctness check decides whether a row of
+# the published table counts, so the check itself is tested here (no timing is involved).
+
+
+def _load_benchmark():
+    import importlib.util
+    import pathlib
+    import sys
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_generators.py"
+    if "bench_generators" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("bench_generators", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["bench_generators"] = module  # dataclasses look their module up
+        spec.loader.exec_module(module)
+    return sys.modules["bench_generators"]
+
+
+def _source(element_name, count):
+    script = _load_benchmark()
+    element = script.ELEMENTS[element_name]()
+    return script.Source(element, element.make_pool(element.pool_rows), count, None)
+
+
+@pytest.mark.parametrize("element_name", ["scalar int", "small dict", "28x28x3 f32", "tokens"])
+@pytest.mark.parametrize("variant", ["bound", "naive", "batch_idiom"])
+def test_benchmark_check_accepts_every_element_through_correct_pipelines(element_name, variant):
+    script = _load_benchmark()
+    source = _source(element_name, 2 * script.BATCH + 5)
+    assert script.check(getattr(script, variant)(source), source) == "ok"
+
+
+def test_benchmark_check_accepts_shards_in_any_order():
+    script = _load_benchmark()
+    source = _source("tokens", 300)
+    assert script.check(script.interleave_idiom(3)(source), source) == "ok"
+
+
+def test_benchmark_check_finds_a_missing_element():
+    script = _load_benchmark()
+    source = _source("small dict", 300)
+    short = script.Source(source.element, source.pool, 299, None)
+    message = script.check(script.bound(short), source)
+    assert message == "299 elements, expected 300: 1 missing or different, 0 unexpected"
+
+
+def test_benchmark_check_finds_a_changed_value_and_a_changed_dtype():
+    script = _load_benchmark()
+    source = _source("28x28x3 f32", 40)
+    batches = [(images, labels + 1) for images, labels in script.bound(source)]
+    assert "40 missing or different, 40 unexpected" in script.check(batches, source)
+    as_int64 = [(images, tf.cast(labels, tf.int64)) for images, labels in script.bound(source)]
+    assert "40 missing or different" in script.check(as_int64, source)
+
+
+def test_benchmark_check_finds_wrong_batch_sizes():
+    script = _load_benchmark()
+    source = _source("scalar int", 600)
+    batches = tf.data.Dataset.range(600).batch(100)
+    assert script.check(batches, source).startswith("batch sizes [100, 100, 100")
+
+
+def test_benchmark_split_rows_of_ragged_and_dict_batches():
+    script = _load_benchmark()
+    ragged = tf.ragged.constant([[1, 2], [], [3]], dtype=tf.int32)
+    rows = script.split_rows(ragged)
+    assert [len(row[0]) for row in rows] == [3 + 8, 3, 3 + 4]  # dtype tag '<i4' + 4 bytes each
+    rows = script.split_rows({"b": tf.constant([1.0, 2.0]), "a": tf.constant([7, 8])})
+    assert rows[1] == (b"<i4" + np.int32(8).tobytes(), b"<f4" + np.float32(2).tobytes())
+
+
+def test_benchmark_table_and_verdicts_from_rows():
+    script = _load_benchmark()
+
+    def row(name, kind, rate, workload="pure Python", check="ok"):
+        return {
+            "name": name,
+            "element": "small dict",
+            "workload": workload,
+            "kind": kind,
+            "elements_per_s": rate,
+            "ratio_to_bound": rate / 200_000,
+            "check": check,
+            "error": "",
+        }
+
+    rows = [
+        row(script.BOUND, "bound", 200_000),
+        row("chunked_from_generator(batch_size=256)", "helper", 90_000),
+        row("Grain, no prefetch", "peer", 60_000, check="1 elements, expected 2"),
+    ]
+    text = script.tables(rows)
+    assert "| chunked_from_generator(batch_size=256) | 90.0k (45%) |" in text
+    assert "| Grain, no prefetch | 60.0k (30%) WRONG |" in text
+    lines = script.verdicts(rows)
+    assert "chunked >= 50 % of the bound, small dict: 45% MISSED" in lines
+    assert any("best helper / best peer = 1.50" in line and line.endswith("ok") for line in lines)
+    assert "correctness: 2 cells checked ok, 1 wrong or failed" in lines
+
+
+def test_benchmark_dataset_sizes_are_whole_pools():
+    script = _load_benchmark()
+    for make in script.ELEMENTS.values():
+        element = make()
+        assert element.pool_rows % script.BATCH == 0
+        count = script.count_for(script.QUICK, element)
+        assert count % element.pool_rows == 0
+        assert count >= 3_000_000
