@@ -821,9 +821,12 @@ def checked(
     """Wraps a generator function so that every element it yields is checked first.
 
     The wrapper takes the same arguments (``from_generator`` passes ``args=`` as NumPy values),
-    yields the same elements, and calls :func:`check_element` on each with its index, counted from
-    0 on every call (every pass over the dataset). Inside a pipeline the :class:`SignatureError`
-    surfaces as TensorFlow's ``InvalidArgumentError`` whose message contains the check's message.
+    returns an iterator over the same elements, and calls :func:`check_element` on each with its
+    index, counted from 0 on every call (every pass over the dataset). A refused element raises
+    for that element only: the next ``next()`` goes on with the following element, as
+    ``from_generator`` does after an element it cannot convert. Inside a pipeline the
+    :class:`SignatureError` surfaces as TensorFlow's ``InvalidArgumentError`` whose message
+    contains the check's message.
 
     Args:
         generator_fn: the generator function (a callable), not a generator object.
@@ -831,7 +834,7 @@ def checked(
         strict: passed to :func:`check_element`.
 
     Returns:
-        A generator function with ``generator_fn``'s name and docstring.
+        A function with ``generator_fn``'s name and docstring, returning an iterator.
 
     Raises:
         SignatureError: if ``generator_fn`` is a generator object or not callable, or the signature
@@ -850,11 +853,37 @@ def checked(
 
     @functools.wraps(generator_fn)
     def checked_generator(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        for index, element in enumerate(generator_fn(*args, **kwargs)):
-            _check_prepared(element, signature, index, strict, tensor_mode)
-            yield element
+        iterator = iter(generator_fn(*args, **kwargs))
+        return _CheckedIterator(iterator, signature, strict, tensor_mode)
 
     return checked_generator
+
+
+class _CheckedIterator:
+    """The iterator :func:`checked` returns: a refused element raises, and the stream goes on.
+
+    An iterator object rather than a generator: a generator that raises is finished, while
+    ``from_generator`` calls ``next()`` again after a bad element and gets the following one.
+    """
+
+    def __init__(self, iterator: Iterator[Any], signature: Any, strict: bool, mode: str) -> None:
+        """Wraps ``iterator``; indices count the elements it yields, from 0."""
+        self._iterator = iterator
+        self._signature = signature
+        self._mode = (strict, mode)
+        self._index = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        """An iterator is its own iterable."""
+        return self
+
+    def __next__(self) -> Any:
+        """The next element, checked; ``SignatureError`` for a refused one."""
+        element = next(self._iterator)
+        index = self._index
+        self._index += 1
+        _check_prepared(element, self._signature, index, *self._mode)
+        return element
 
 
 # --------------------------------------------------------------------------------------------

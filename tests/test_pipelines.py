@@ -9,7 +9,7 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import pipelines
+from helpers import _chunks, pipelines
 
 IMAGE = tf.TensorSpec((4, 3), tf.float32)
 LABEL = tf.TensorSpec((), tf.int32)
@@ -324,7 +324,9 @@ def test_generator_returning_non_iterable_is_reported():
     dataset = pipelines.chunked_from_generator(
         lambda: 42, output_signature=tf.TensorSpec((), tf.int64)
     )
-    with pytest.raises(tf.errors.InvalidArgumentError, match="must return an iterable, got int"):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="generator must return an iterable, got int"
+    ):
         as_numpy(dataset)
 
 
@@ -444,9 +446,15 @@ def test_single_shard_equals_chunked():
     )
 
 
-def test_sharded_gets_a_thread_per_shard():
-    dataset = pipelines.sharded_from_generator(strided(4), output_signature=SCALAR, num_shards=16)
-    assert dataset.options().threading.private_threadpool_size == max(16, pipelines.usable_cores())
+def test_sixteen_shards_wait_at_the_same_time():
+    barrier = threading.Barrier(16, timeout=30)  # breaks unless all sixteen wait together
+
+    def gen(shard, num_shards):
+        barrier.wait()
+        yield from range(int(shard), 32, int(num_shards))
+
+    dataset = pipelines.sharded_from_generator(gen, output_signature=SCALAR, num_shards=16)
+    assert sorted(as_numpy(dataset)) == list(range(32))
 
 
 def test_all_shards_run_at_once_from_the_first_pass():
@@ -462,9 +470,14 @@ def test_all_shards_run_at_once_from_the_first_pass():
     assert sorted(as_numpy(dataset)) == list(range(8))
 
 
-def test_sharded_pool_has_at_least_the_usable_cores():
-    dataset = pipelines.sharded_from_generator(strided(4), output_signature=SCALAR, num_shards=1)
-    assert dataset.options().threading.private_threadpool_size == pipelines.usable_cores()
+def test_sharded_fallback_pool_has_a_thread_per_shard_and_at_least_the_usable_cores():
+    ragged = tf.RaggedTensorSpec((None, None), tf.int64)
+    for shards in (1, 16):
+        dataset = pipelines.sharded_from_generator(
+            strided(4), output_signature=ragged, num_shards=shards
+        )
+        want = max(shards, pipelines.usable_cores())
+        assert dataset.options().threading.private_threadpool_size == want
 
 
 def test_usable_cores_follows_the_affinity_mask(monkeypatch):
@@ -493,7 +506,7 @@ def test_sharded_ragged_signature_falls_back():
 
 
 def test_buffer_pool_reuses_only_unreferenced_arrays():
-    pool = pipelines._BufferPool(capacity=2)
+    pool = _chunks.BufferPool(capacity=2)
     first = pool.get((3, 2), np.dtype(np.float32))
     held = first  # a second reference, as a tensor wrapping the array would hold
     assert pool.get((3, 2), np.dtype(np.float32)) is not held

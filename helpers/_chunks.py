@@ -1,0 +1,741 @@
+"""Machinery of :mod:`helpers.pipelines`: turning a per-element generator into one of chunks.
+
+Private. :class:`Plan` is built once per signature; every pass over the data gets a fresh
+:class:`ChunkIterator`, which pulls up to ``chunk_size`` elements from the user's iterator, copies
+each component into a per-chunk column the moment the element arrives, and returns the chunk as a
+flat tuple of NumPy arrays (``Plan.chunk_signature``). ``Plan.pack`` rebuilds the user's structure
+inside tf.data.
+
+**Same events as ``from_generator``.** ``ChunkIterator`` is an iterator object, not a generator, so
+raising from ``__next__`` does not end it; ``from_generator`` calls ``next()`` again after an
+error, and the stream goes on, exactly as it does over the user's iterator. When element ``k`` of a
+chunk is refused, or the user's iterator raises there, the chunk is delivered in pieces: the
+elements before ``k``, then the error, then the rest. After ``StopIteration`` the user's iterator
+is never called again.
+
+**Exact values only.** A component is copied as is when it already has the spec's dtype and shape;
+otherwise it is converted only when the conversion is provably lossless for every value
+(:func:`fits`), and anything else goes to :func:`helpers.signatures.check_element`, which decides.
+Python scalars are converted a column at a time only when the whole column has one Python type, so
+a verdict never depends on the neighbours of a value.
+"""
+
+from __future__ import annotations
+
+import functools
+import queue
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from helpers import signatures
+
+__all__ = ["ChunkIterator", "Plan", "ShardedChunks", "supported"]
+
+_SCALAR_TYPES = (int, float, bool)
+
+
+class MismatchError(Exception):
+    """A value does not copy exactly; :func:`helpers.signatures.check_element` decides."""
+
+
+def supported(signature: Any) -> bool:
+    """True if every leaf is a ``tf.TensorSpec`` of known rank (the chunk path handles those)."""
+    return all(
+        type(leaf) is tf.TensorSpec and leaf.shape.rank is not None
+        for leaf in tf.nest.flatten(signature)
+    )
+
+
+def fits(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Returns ``array`` in ``dtype`` if every value converts as ``check_element`` allows.
+
+    Conservative: rounding floats to a narrower float dtype is allowed (as in ``check_element``);
+    integers must stay in range and survive a round trip, floats into integers too, and
+    overflow to infinity is refused. Anything else raises :class:`MismatchError`.
+
+    Raises:
+        MismatchError: If a value might change, or the kinds are not plain numbers.
+    """
+    if array.dtype == dtype:
+        return array
+    source, target = array.dtype.kind, dtype.kind
+    if source not in "biuf" or target not in "iuf":
+        raise MismatchError
+    with np.errstate(all="ignore"):
+        cast = array.astype(dtype)
+        if source == "f" and target == "f":
+            exact = np.array_equal(np.isfinite(cast), np.isfinite(array))
+        elif source in "iu" and target in "iu":
+            limits = np.iinfo(dtype)
+            exact = array.size == 0 or (
+                int(array.min()) >= limits.min and int(array.max()) <= limits.max
+            )
+        else:
+            exact = np.array_equal(cast.astype(array.dtype), array)
+    if not exact:
+        raise MismatchError
+    return cast
+
+
+# --------------------------------------------------------------------------- buffers
+
+
+class BufferPool:
+    """Recycles the arrays a chunk is copied into, once nothing else references them.
+
+    A fresh multi-megabyte array per chunk is costly: large allocations are served by fresh,
+    zero-filled pages from the operating system, especially after ``from_generator`` lowered the
+    process's malloc trim threshold. TensorFlow may wrap a yielded array without copying it, and
+    then holds a reference until the tensor is freed, so an array is reused only when its
+    reference count shows that the pool is its sole owner.
+    """
+
+    def __init__(self, capacity: int = 4) -> None:
+        """Creates an empty pool keeping at most ``capacity`` arrays."""
+        self._arrays: list[np.ndarray] = []
+        self._capacity = capacity
+        self._owned = self._baseline()
+
+    def _counts(self) -> list[int]:
+        """Reference counts of the pooled arrays, always taken the same way."""
+        return [sys.getrefcount(array) for array in self._arrays]
+
+    def _baseline(self) -> int:
+        """What ``_counts`` reports for an array only the pool holds (measured, not guessed)."""
+        self._arrays.append(np.empty(0))
+        owned = self._counts()[0]
+        self._arrays.clear()
+        return owned
+
+    def get(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """Returns a reusable array, or a new one (kept for reuse while there is room)."""
+        for array, count in zip(self._arrays, self._counts(), strict=True):
+            if count <= self._owned and array.shape == shape and array.dtype == dtype:
+                return array
+        array = np.empty(shape, dtype)
+        if len(self._arrays) < self._capacity:
+            self._arrays.append(array)
+        return array
+
+
+# --------------------------------------------------------------------------- columns
+#
+# A generator may yield the same array object again and again, refilled in place
+# (``buf[:] = x; yield buf``). Every value is therefore copied, or kept only if immutable, the
+# moment it arrives: nothing of an element is read after the generator has been resumed.
+
+
+class Column:
+    """One leaf's values for the chunk being filled.
+
+    ``put`` stores a value that is exact (right shape, lossless dtype) or raises
+    :class:`MismatchError` and stores nothing that matters; the caller then checks the element
+    and calls ``put_cast``.
+    ``refused`` lists rows whose values a whole-column check could not vouch for (they are checked
+    one by one). ``arrays`` returns the chunk's arrays for a run of rows.
+    """
+
+    def __init__(self, spec: tf.TensorSpec, size: int) -> None:
+        """Creates the collector for ``spec`` with room for ``size`` rows."""
+        self.spec = spec
+        self.dtype = np.dtype(spec.dtype.as_numpy_dtype)
+        self.shape = tuple(spec.shape.as_list())
+        self.size = size
+        self.rows: list[Any] = [None] * size
+
+    def begin(self) -> None:
+        """Prepares for a new chunk (the rows are overwritten)."""
+
+    def put(self, row: int, value: Any) -> None:
+        """Stores ``value`` in ``row`` if it is exact; else raises :class:`MismatchError`."""
+        raise NotImplementedError
+
+    def put_cast(self, row: int, value: Any) -> None:
+        """Stores a value that passed ``check_element``, cast as ``from_generator`` casts."""
+        self.put(row, value)
+
+    def get(self, row: int) -> Any:
+        """The stored value of ``row`` (to rebuild an element for ``check_element``)."""
+        return self.rows[row]
+
+    def refused(self, rows: Sequence[int]) -> list[int]:
+        """Rows among ``rows`` that must be checked one by one (none, for most columns)."""
+        del rows
+        return []
+
+    def arrays(self, start: int, stop: int) -> list[np.ndarray]:
+        """The arrays of this leaf's chunk specs for rows ``start`` to ``stop - 1``."""
+        raise NotImplementedError
+
+    def chunk_specs(self) -> list[tf.TensorSpec]:
+        """The specs this leaf travels as through ``from_generator`` (leading chunk dimension)."""
+        return [tf.TensorSpec([None, *self.shape], self.spec.dtype)]
+
+    def pack(self, parts: Sequence[tf.Tensor]) -> Any:
+        """Rebuilds the leaf's chunk tensor from its parts (runs inside ``map``)."""
+        return parts[0]
+
+    def densify(self, value: Any) -> tf.Tensor:
+        """One unbatched element of this leaf, dense, with the spec's shape."""
+        return value
+
+
+class DenseColumn(Column):
+    """A fixed-shape numeric leaf: each value is copied into a preallocated chunk array."""
+
+    def __init__(self, spec: tf.TensorSpec, size: int) -> None:
+        """Creates the collector and its buffer pool."""
+        super().__init__(spec, size)
+        self.pool = BufferPool()
+        self.buffer = np.empty((0, *self.shape), self.dtype)
+
+    def begin(self) -> None:
+        """Takes a free chunk array from the pool (the previous one may stay with TensorFlow)."""
+        self.buffer = np.empty((0, *self.shape), self.dtype)  # drop ours, or it is never free
+        self.buffer = self.pool.get((self.size, *self.shape), self.dtype)
+
+    def put(self, row: int, value: Any) -> None:
+        """Copies an exact value into the chunk array; converts others only if lossless."""
+        if type(value) is np.ndarray and value.dtype == self.dtype and value.shape == self.shape:
+            self.buffer[row] = value
+            return
+        try:
+            array = np.asarray(value)
+        except (ValueError, TypeError, OverflowError):
+            raise MismatchError from None
+        if array.shape != self.shape:
+            raise MismatchError
+        self.buffer[row] = fits(array, self.dtype)
+
+    def put_cast(self, row: int, value: Any) -> None:
+        """Copies a checked value, cast to the spec's dtype."""
+        self.buffer[row] = np.asarray(value).astype(self.dtype)
+
+    def get(self, row: int) -> np.ndarray:
+        """The row as stored."""
+        return self.buffer[row]
+
+    def arrays(self, start: int, stop: int) -> list[np.ndarray]:
+        """A view of the chunk array (the whole array for a full chunk)."""
+        if start == 0 and stop == self.size:
+            return [self.buffer]
+        return [self.buffer[start:stop]]
+
+
+class ScalarColumn(Column):
+    """A numeric scalar leaf: immutable values are kept and converted a column at a time.
+
+    ``np.array`` over a list of Python or NumPy scalars is much faster than a write per element.
+    It is exact only when every value has the same type (``[0.5, 2**24 + 1]`` would become
+    ``float64`` and hide that the int does not fit a ``float32``), so a column of mixed types
+    is checked value by value.
+    """
+
+    def put(self, row: int, value: Any) -> None:
+        """Keeps immutable scalars; a 0-d array is copied out as a NumPy scalar."""
+        kind = type(value)
+        if kind is int or kind is float or kind is bool or isinstance(value, np.generic):
+            self.rows[row] = value
+        elif kind is np.ndarray and value.ndim == 0:
+            self.rows[row] = value[()]
+        else:
+            raise MismatchError
+
+    def put_cast(self, row: int, value: Any) -> None:
+        """Keeps a checked value, cast to the spec's dtype."""
+        self.rows[row] = np.asarray(value).astype(self.dtype)[()]
+
+    def _converted(self, values: list[Any]) -> np.ndarray:
+        """The values as one array of the spec's dtype; ``MismatchError`` unless provably exact."""
+        if len({type(value) for value in values}) != 1:
+            raise MismatchError
+        try:
+            array = np.array(values)
+        except (ValueError, TypeError, OverflowError):
+            raise MismatchError from None
+        if array.shape != (len(values),):
+            raise MismatchError
+        return fits(array, self.dtype)
+
+    def refused(self, rows: Sequence[int]) -> list[int]:
+        """All the rows if the column as a whole is not provably exact, else none."""
+        try:
+            self._converted([self.rows[row] for row in rows])
+        except MismatchError:
+            return list(rows)
+        return []
+
+    def arrays(self, start: int, stop: int) -> list[np.ndarray]:
+        """One array of the rows, in the spec's dtype (every value was vouched for)."""
+        values = self.rows[start:stop]
+        try:
+            return [self._converted(values)]
+        except MismatchError:  # checked one by one: each is exact in the spec's dtype on its own
+            return [np.array([np.asarray(v).astype(self.dtype) for v in values], self.dtype)]
+
+
+class StringColumn(Column):
+    """A fixed-shape ``tf.string`` leaf, as object arrays (an ``S`` array drops trailing NULs)."""
+
+    def put(self, row: int, value: Any) -> None:
+        """Keeps a ``str``/``bytes`` scalar, or a copied object array of them."""
+        if not self.shape:
+            if not isinstance(value, (str, bytes)):
+                raise MismatchError
+            self.rows[row] = value
+            return
+        try:
+            array = np.array(value, dtype=object)
+        except (ValueError, TypeError):
+            raise MismatchError from None
+        if array.shape != self.shape or not all(isinstance(x, (str, bytes)) for x in array.flat):
+            raise MismatchError
+        self.rows[row] = array
+
+    def put_cast(self, row: int, value: Any) -> None:
+        """Keeps a checked value (NumPy string scalars become ``str``/``bytes``)."""
+        array = np.array(value, dtype=object)
+        self.rows[row] = array[()] if not self.shape else array
+
+    def arrays(self, start: int, stop: int) -> list[np.ndarray]:
+        """One object array of shape ``(rows, *shape)``."""
+        values = self.rows[start:stop]
+        if self.shape:
+            return [np.stack(values)]
+        array = np.empty(len(values), dtype=object)
+        array[:] = values
+        return [array]
+
+
+class ShapedColumn(Column):
+    """A leaf with ``None`` dimensions: each value travels as flat values plus its own shape.
+
+    The shape is sent explicitly, so zero-size dimensions survive (a ``(0, 4)`` value cannot be
+    told from ``(0, 0)`` by row lengths alone).
+    """
+
+    def put(self, row: int, value: Any) -> None:
+        """Keeps a converted copy if the rank, the known dimensions and every value fit."""
+        strings = self.dtype.kind == "O"
+        try:
+            array = np.array(value, dtype=object if strings else None)
+        except (ValueError, TypeError, OverflowError):
+            raise MismatchError from None
+        if array.ndim != len(self.shape) or any(
+            want is not None and got != want
+            for got, want in zip(array.shape, self.shape, strict=True)
+        ):
+            raise MismatchError
+        if strings:
+            if not all(isinstance(x, (str, bytes)) for x in array.flat):
+                raise MismatchError
+            self.rows[row] = array
+        else:
+            self.rows[row] = fits(array, self.dtype)
+
+    def put_cast(self, row: int, value: Any) -> None:
+        """Keeps a checked value, cast to the spec's dtype."""
+        if self.dtype.kind == "O":
+            self.rows[row] = np.array(value, dtype=object)
+        else:
+            self.rows[row] = np.asarray(value).astype(self.dtype)
+
+    def chunk_specs(self) -> list[tf.TensorSpec]:
+        """Flat values of the whole chunk, and one shape row per element."""
+        return [
+            tf.TensorSpec([None], self.spec.dtype),
+            tf.TensorSpec([None, len(self.shape)], tf.int64),
+        ]
+
+    def arrays(self, start: int, stop: int) -> list[np.ndarray]:
+        """The concatenated flat values and the ``(rows, rank)`` shape matrix."""
+        values = self.rows[start:stop]
+        flat = np.concatenate([value.reshape(-1) for value in values]).astype(self.dtype)
+        shapes = np.array([value.shape for value in values], np.int64).reshape(len(values), -1)
+        return [flat, shapes]
+
+    def pack(self, parts: Sequence[tf.Tensor]) -> Any:
+        """A ``(rows, None)`` ragged tensor of flat values, with the shape matrix."""
+        flat, shapes = parts
+        sizes = tf.reduce_prod(shapes, axis=1)
+        return tf.RaggedTensor.from_row_lengths(flat, sizes, validate=False), shapes
+
+    def densify(self, value: Any) -> tf.Tensor:
+        """Reshapes one element's flat values to its own shape."""
+        flat, shape = value
+        return tf.ensure_shape(tf.reshape(flat, shape), self.spec.shape)
+
+
+def _column(spec: tf.TensorSpec, size: int) -> Column:
+    """The collector suited to one leaf."""
+    if any(dim is None for dim in spec.shape.as_list()):
+        return ShapedColumn(spec, size)
+    if spec.dtype == tf.string:
+        return StringColumn(spec, size)
+    if spec.shape.rank == 0:
+        return ScalarColumn(spec, size)
+    return DenseColumn(spec, size)
+
+
+# --------------------------------------------------------------------------- plan
+
+
+def _values_function(signature: Any) -> Callable[[Any], Sequence[Any]]:
+    """Builds, once, a function returning an element's leaf values in ``tf.nest`` order.
+
+    It accepts exactly the structures ``from_generator`` accepts without a second look (a
+    ``tuple`` for a tuple, a ``dict`` for a dict) and raises :class:`MismatchError` for anything
+    else, which ``check_element`` then judges (lists are leaves in tf.data, never tuples).
+    """
+    if isinstance(signature, dict):
+        keys = sorted(signature)
+        if all(not isinstance(signature[key], (tuple, dict)) for key in keys):
+
+            def flat_dict(element: Any) -> Sequence[Any]:
+                if type(element) is not dict or len(element) != len(keys):
+                    raise MismatchError
+                try:
+                    return [element[key] for key in keys]
+                except KeyError:
+                    raise MismatchError from None
+
+            return flat_dict
+        parts = [_values_function(signature[key]) for key in keys]
+
+        def nested_dict(element: Any) -> Sequence[Any]:
+            if not isinstance(element, dict) or len(element) != len(keys):
+                raise MismatchError
+            try:
+                return [
+                    v for key, part in zip(keys, parts, strict=True) for v in part(element[key])
+                ]
+            except KeyError:
+                raise MismatchError from None
+
+        return nested_dict
+    if isinstance(signature, tuple):
+        length = len(signature)
+        if all(not isinstance(item, (tuple, dict)) for item in signature):
+
+            def flat_tuple(element: Any) -> Sequence[Any]:
+                if type(element) is not tuple or len(element) != length:
+                    raise MismatchError
+                return element
+
+            return flat_tuple
+        items = [_values_function(item) for item in signature]
+
+        def nested_tuple(element: Any) -> Sequence[Any]:
+            if not isinstance(element, tuple) or len(element) != length:
+                raise MismatchError
+            return [v for item, part in zip(element, items, strict=True) for v in part(item)]
+
+        return nested_tuple
+    return lambda element: (element,)
+
+
+def _lenient_values(element: Any, signature: Any) -> list[Any]:
+    """Leaf values of an element ``check_element`` accepted (namedtuples, dict subclasses)."""
+    if isinstance(signature, dict):
+        return [
+            v for key in sorted(signature) for v in _lenient_values(element[key], signature[key])
+        ]
+    if isinstance(signature, tuple):
+        return [
+            v
+            for item, spec in zip(element, signature, strict=True)
+            for v in _lenient_values(item, spec)
+        ]
+    return [element]
+
+
+class Plan:
+    """Everything derived once from a signature of ``tf.TensorSpec`` leaves."""
+
+    def __init__(self, signature: Any, chunk_size: int) -> None:
+        """Derives the plan for ``signature`` and chunks of ``chunk_size`` elements."""
+        self.signature = signature
+        self.chunk_size = chunk_size
+        self.specs: list[tf.TensorSpec] = tf.nest.flatten(signature)
+        self.values = _values_function(signature)
+        template = [_column(spec, 1) for spec in self.specs]
+        self.chunk_signature = tuple(spec for column in template for spec in column.chunk_specs())
+        self._widths = [len(column.chunk_specs()) for column in template]
+        self._template = template
+        self.shaped = any(isinstance(column, ShapedColumn) for column in template)
+
+    def columns(self) -> list[Column]:
+        """Fresh collectors for one pass."""
+        return [_column(spec, self.chunk_size) for spec in self.specs]
+
+    def lenient_values(self, element: Any) -> list[Any]:
+        """Leaf values of an element that passed ``check_element``."""
+        return _lenient_values(element, self.signature)
+
+    def pack(self, *parts: tf.Tensor) -> Any:
+        """Map function: the user's structure from the flat chunk parts."""
+        leaves, position = [], 0
+        for column, width in zip(self._template, self._widths, strict=True):
+            leaves.append(column.pack(parts[position : position + width]))
+            position += width
+        return tf.nest.pack_sequence_as(self.signature, leaves)
+
+    def densify(self, *element: Any) -> Any:
+        """Map function: one unbatched element, every shaped leaf dense with its own shape."""
+        value = element[0] if len(element) == 1 else element
+        leaves = tf.nest.flatten(value, expand_composites=False)
+        if self.shaped:  # a shaped leaf is a (flat, shape) pair: flatten saw both
+            leaves, flat = [], iter(leaves)
+            for column in self._template:
+                pair = (next(flat), next(flat)) if isinstance(column, ShapedColumn) else None
+                leaves.append(column.densify(pair) if pair else next(flat))
+        return tf.nest.pack_sequence_as(self.signature, leaves)
+
+
+# --------------------------------------------------------------------------- chunk iterator
+
+
+class ChunkIterator:
+    """One pass over the user's iterator, as chunks: arrays, or the error of one element.
+
+    Args:
+        plan: The signature's plan.
+        iterator: The user's iterator.
+        where: Prefix for error messages (``"shard 2 of 4: "``), or ``""``.
+    """
+
+    def __init__(self, plan: Plan, iterator: Iterator[Any], where: str = "") -> None:
+        """Starts a pass; nothing is pulled before the first ``next()``."""
+        self.plan = plan
+        self.iterator = iterator
+        self.where = where
+        self.columns = plan.columns()
+        self.index = 0  # elements pulled so far (the next element's index)
+        self.row_index = [0] * plan.chunk_size  # index of the element in each row
+        self.done = False
+        self.events: list[Any] = []  # chunk pieces (tuples of arrays) and errors, in order
+
+    def __iter__(self) -> ChunkIterator:
+        """An iterator is its own iterable."""
+        return self
+
+    def __next__(self) -> tuple[np.ndarray, ...]:
+        """The next piece of a chunk, or the next element's error (the pass continues)."""
+        if not self.events and not self.done:
+            self._fill()
+        if not self.events:
+            raise StopIteration
+        event = self.events.pop(0)
+        if isinstance(event, BaseException):
+            raise event
+        return event
+
+    def _fill(self) -> None:
+        """Pulls up to a chunk of elements and turns them into events."""
+        for column in self.columns:
+            column.begin()
+        errors: dict[int, Exception] = {}
+        count = self._pull(errors)
+        good = [row for row in range(count) if row not in errors]
+        for column in self.columns:
+            for row in column.refused(good):
+                self._check_stored(row, errors)
+        self._emit(count, errors)
+
+    def _pull(self, errors: dict[int, Exception]) -> int:
+        """Copies elements into the columns until the chunk is full or the stream ends."""
+        puts = [column.put for column in self.columns]
+        values = self.plan.values
+        iterator = self.iterator
+        for row in range(self.plan.chunk_size):
+            try:
+                element = next(iterator)
+            except StopIteration:
+                self.done = True
+                return row
+            except Exception as error:  # the user's iterator failed here: an error event
+                errors[row] = error
+                continue
+            self.row_index[row] = self.index
+            self.index += 1
+            try:
+                for put, value in zip(puts, values(element), strict=True):
+                    put(row, value)
+            except MismatchError:
+                self._put_checked(row, element, errors)
+        return self.plan.chunk_size
+
+    def _put_checked(self, row: int, element: Any, errors: dict[int, Exception]) -> None:
+        """Checks an element that did not copy exactly; stores it cast, or records the error."""
+        try:
+            self._check(element, self.row_index[row])
+        except signatures.SignatureError as error:
+            errors[row] = error
+            return
+        for column, value in zip(self.columns, self.plan.lenient_values(element), strict=True):
+            column.put_cast(row, value)
+
+    def _check_stored(self, row: int, errors: dict[int, Exception]) -> None:
+        """Checks one stored row that a whole-column check could not vouch for."""
+        if row in errors:
+            return
+        stored = [column.get(row) for column in self.columns]
+        element = tf.nest.pack_sequence_as(self.plan.signature, stored)
+        try:
+            self._check(element, self.row_index[row])
+        except signatures.SignatureError as error:
+            errors[row] = error
+            return
+        for column, value in zip(self.columns, stored, strict=True):
+            column.put_cast(row, value)
+
+    def _check(self, element: Any, index: int) -> None:
+        """``check_element`` with the shard prefix on its message."""
+        try:
+            signatures.check_element(element, self.plan.signature, index=index)
+        except signatures.SignatureError as error:
+            if not self.where:
+                raise
+            raise signatures.SignatureError(f"{self.where}{error}") from None
+
+    def _emit(self, count: int, errors: dict[int, Exception]) -> None:
+        """Queues the runs of good rows as chunk pieces, with each error in its place."""
+        start = 0
+        for row in [*sorted(errors), count]:
+            if row > start:
+                self.events.append(
+                    tuple(a for column in self.columns for a in column.arrays(start, row))
+                )
+            if row < count:
+                self.events.append(errors[row])
+            start = row + 1
+
+
+# --------------------------------------------------------------------------- shards
+
+_SHARD_DONE = object()
+_PUT_WAIT_S = 0.05  # how often a blocked shard thread looks whether the pass was abandoned
+
+
+def _shard_worker(
+    make_chunks: Callable[[], ChunkIterator],
+    out: queue.Queue[Any],
+    ready: threading.Semaphore,
+    stop: threading.Event,
+) -> None:
+    """Runs in a shard's thread: puts the shard's chunk events on ``out`` until done or stopped.
+
+    It holds no reference to the :class:`ShardedChunks` consuming it, so abandoning the pass
+    (deleting that iterator) sets ``stop`` and the shard's generator is closed here.
+    """
+
+    def put(event: Any) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(event, timeout=_PUT_WAIT_S)
+            except queue.Full:
+                continue
+            ready.release()
+            return True
+        return False
+
+    try:
+        chunks = make_chunks()
+    except Exception as error:  # the generator call failed: an error event, then the end
+        put(error)
+        put(_SHARD_DONE)
+        return
+    while not stop.is_set():
+        try:
+            event: Any = next(chunks)
+        except StopIteration:
+            put(_SHARD_DONE)
+            return
+        except Exception as error:  # one element's error; the shard goes on
+            event = error
+        if not put(event):
+            return
+
+
+class ShardedChunks:
+    """One pass over ``num_shards`` shards, each chunked by its own thread, as chunk events.
+
+    Each shard thread fills chunks with a :class:`ChunkIterator` and hands them over through a
+    queue of one, so a shard pulls at most two chunks beyond the one being consumed (one waiting
+    in its queue, one being filled). ``deterministic`` takes the shards' events in turn (shard 0,
+    1, ..., then 0 again; a finished shard drops out); otherwise whichever shard is ready first.
+
+    Args:
+        make_chunks: ``make_chunks(shard_index)`` returns the shard's :class:`ChunkIterator`.
+        num_shards: Number of shards (threads).
+        deterministic: Round-robin order (True) or first ready (False).
+    """
+
+    def __init__(
+        self,
+        make_chunks: Callable[[int], ChunkIterator],
+        num_shards: int,
+        deterministic: bool,
+    ) -> None:
+        """Starts one daemon thread per shard."""
+        self.queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=1) for _ in range(num_shards)]
+        self.ready = threading.Semaphore(0)
+        self.stop = threading.Event()
+        self.active = list(range(num_shards))
+        self.turn = 0
+        self.deterministic = deterministic
+        for shard in range(num_shards):
+            worker = threading.Thread(
+                target=_shard_worker,
+                args=(
+                    functools.partial(make_chunks, shard),
+                    self.queues[shard],
+                    self.ready,
+                    self.stop,
+                ),
+                name=f"shard-{shard}",
+                daemon=True,
+            )
+            worker.start()
+
+    def __iter__(self) -> ShardedChunks:
+        """An iterator is its own iterable."""
+        return self
+
+    def __next__(self) -> tuple[np.ndarray, ...]:
+        """The next chunk piece of the next shard in turn, or that shard's error."""
+        while self.active:
+            event = self._take()
+            if event is _SHARD_DONE:
+                continue
+            if isinstance(event, BaseException):
+                raise event
+            return event
+        raise StopIteration
+
+    def _take(self) -> Any:
+        """Waits for the next event; a finished shard leaves the rotation."""
+        self.ready.acquire()
+        position = self.turn % len(self.active)
+        if not self.deterministic:
+            for offset in range(len(self.active)):
+                candidate = (position + offset) % len(self.active)
+                if not self.queues[self.active[candidate]].empty():
+                    position = candidate
+                    break
+        shard = self.active[position]
+        event = self.queues[shard].get()
+        if event is _SHARD_DONE:
+            del self.active[position]
+        else:
+            self.turn = position + 1
+        return event
+
+    def __del__(self) -> None:
+        """Stops the shard threads when the pass is abandoned or finished."""
+        self.stop.set()
