@@ -1,0 +1,192 @@
+"""The package's functions compose: what infer_signature returns, the others accept.
+
+A property test chains ``signatures.infer_signature`` -> ``records.write_tfrecords`` ->
+``records.read_tfrecords`` on random small nested elements and checks that they come back exactly;
+``pipelines.chunked_from_generator`` and ``signatures.checked`` must accept the same inferred
+signature. What ``write_tfrecords`` does not store (namedtuples, dict keys that are not str,
+sparse tensors) is refused with a ``SignatureError`` naming the path and what is supported.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from helpers import pipelines, signatures
+from helpers.records import read_tfrecords, write_tfrecords
+from helpers.signatures import SignatureError
+
+DTYPES = ["int32", "int64", "uint8", "float32", "float64", "bool", "bytes"]
+KEYS = st.text(alphabet="abcxyz_", min_size=1, max_size=4)
+
+# A schema says what every element looks like: ("leaf", dtype, rank, ragged) nested in
+# ("tuple", [schemas]) and ("dict", {key: schema}). Elements drawn from one schema share
+# structure, dtypes and ranks; their dimensions vary, so inferred shapes get None dimensions.
+LEAF = st.tuples(st.just("leaf"), st.sampled_from(DTYPES), st.integers(0, 2), st.booleans())
+SCHEMAS = st.recursive(
+    LEAF,
+    lambda inner: st.one_of(
+        st.lists(inner, min_size=1, max_size=3).map(lambda items: ("tuple", items)),
+        st.dictionaries(KEYS, inner, min_size=1, max_size=3).map(lambda d: ("dict", d)),
+    ),
+    max_leaves=5,
+)
+
+
+def _values(draw: Any, dtype: str, size: int) -> list[Any]:
+    if dtype == "bytes":
+        alphabet = st.binary(min_size=0, max_size=3).filter(lambda b: b"\x00" not in b)
+        return draw(st.lists(alphabet, min_size=size, max_size=size))
+    if dtype == "bool":
+        return draw(st.lists(st.booleans(), min_size=size, max_size=size))
+    if dtype.startswith("float"):
+        width = 32 if dtype == "float32" else 64
+        return draw(st.lists(st.floats(width=width), min_size=size, max_size=size))
+    info = np.iinfo(dtype)
+    return draw(st.lists(st.integers(int(info.min), int(info.max)), min_size=size, max_size=size))
+
+
+def _leaf(draw: Any, dtype: str, rank: int, ragged: bool) -> Any:
+    numpy_dtype = "S3" if dtype == "bytes" else dtype
+    if ragged:
+        rows = draw(st.lists(st.integers(0, 3), min_size=1, max_size=3))
+        flat = np.array(_values(draw, dtype, sum(rows)), dtype=numpy_dtype)
+        return tf.RaggedTensor.from_row_lengths(flat, rows)
+    shape = tuple(draw(st.lists(st.integers(0, 3), min_size=rank, max_size=rank)))
+    size = int(np.prod(shape)) if shape else 1
+    return np.array(_values(draw, dtype, size), dtype=numpy_dtype).reshape(shape)
+
+
+def _element(draw: Any, schema: Any) -> Any:
+    kind = schema[0]
+    if kind == "tuple":
+        return tuple(_element(draw, s) for s in schema[1])
+    if kind == "dict":
+        return {k: _element(draw, s) for k, s in schema[1].items()}
+    return _leaf(draw, *schema[1:])
+
+
+@st.composite
+def element_lists(draw: Any) -> list[Any]:
+    schema = draw(SCHEMAS)
+    return [_element(draw, schema) for _ in range(draw(st.integers(1, 4)))]
+
+
+def _assert_same(got: Any, expected: Any) -> None:
+    tf.nest.assert_same_structure(got, expected)
+    for g, e in zip(tf.nest.flatten(got), tf.nest.flatten(expected), strict=True):
+        if isinstance(e, tf.RaggedTensor):
+            assert isinstance(g, tf.RaggedTensor) and g.dtype == e.dtype
+            assert g.to_list() == e.to_list() or _same_with_nan(g.to_list(), e.to_list())
+        else:
+            value = np.asarray(g.numpy())
+            if e.dtype.kind == "S":  # tf.string comes back as bytes objects
+                assert value.shape == e.shape and value.tolist() == e.tolist()
+            else:
+                np.testing.assert_array_equal(value, e, strict=True)  # dtype, shape, NaN too
+
+
+def _same_with_nan(a: Any, b: Any) -> bool:
+    np.testing.assert_array_equal(np.array(a, dtype=object), np.array(b, dtype=object))
+    return True
+
+
+@settings(
+    max_examples=15,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(elements=element_lists(), num_shards=st.integers(1, 3))
+def test_infer_write_read_round_trip(tmp_path_factory, elements, num_shards):
+    signature = signatures.infer_signature(lambda: iter(elements))
+    directory = write_tfrecords(
+        lambda: iter(elements),
+        tmp_path_factory.mktemp("records"),
+        output_signature=signature,
+        num_shards=num_shards,
+        progress=False,
+    )
+    dataset = read_tfrecords(directory)
+    assert dataset.element_spec == signature
+    got = list(dataset)
+    assert len(got) == len(elements)
+    for read, original in zip(got, elements, strict=True):
+        _assert_same(read, original)
+
+
+@settings(
+    max_examples=10,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(elements=element_lists())
+def test_chunked_from_generator_and_checked_take_the_inferred_signature(elements):
+    def gen():
+        yield from elements
+
+    signature = signatures.infer_signature(gen)
+    chunked = pipelines.chunked_from_generator(gen, output_signature=signature, chunk_size=2)
+    guarded = tf.data.Dataset.from_generator(
+        signatures.checked(gen, signature), output_signature=signature
+    )
+    for dataset in (chunked, guarded):
+        assert dataset.element_spec == signature
+        got = list(dataset)
+        assert len(got) == len(elements)
+        for read, original in zip(got, elements, strict=True):
+            _assert_same(read, original)
+
+
+EXAMPLES = [
+    ({"image": np.zeros((2, 2), np.uint8), "label": 3}, (np.ones(3, np.float32), b"x")),
+    ({"image": np.ones((3, 2), np.uint8), "label": 4}, (np.zeros(1, np.float32), b"yz")),
+]
+
+
+def test_chunked_from_generator_and_checked_accept_the_inferred_signature():
+    def gen():
+        yield from EXAMPLES
+
+    signature = signatures.infer_signature(gen)
+    chunked = pipelines.chunked_from_generator(gen, output_signature=signature)
+    guarded = tf.data.Dataset.from_generator(
+        signatures.checked(gen, signature), output_signature=signature
+    )
+    for dataset in (chunked, guarded):
+        assert dataset.element_spec == signature
+        got = list(dataset)
+        for read, original in zip(got, EXAMPLES, strict=True):
+            tf.nest.assert_same_structure(read, original)
+            for g, e in zip(tf.nest.flatten(read), tf.nest.flatten(original), strict=True):
+                assert np.asarray(g.numpy()).tolist() == np.asarray(e).tolist()
+
+
+Point = collections.namedtuple("Point", "x y")
+
+
+@pytest.mark.parametrize(
+    ("samples", "match"),
+    [
+        ([Point(1, 2.0)], r"signature at <root>: expected .* got namedtuple Point"),
+        ([(0, {1: 2.0})], r"signature at \[1\]\[key=1\]: expected a str dict key, got int 1"),
+        ([{b"k": 1}], r"signature at \[b'k'\]: expected a str dict key, got bytes b'k'"),
+        (
+            [{"s": tf.sparse.from_dense([[0, 1]])}],
+            r"signature at \['s'\]: expected tf.TensorSpec or tf.RaggedTensorSpec, in tuples and "
+            r"dicts with str keys, got SparseTensorSpec",
+        ),
+    ],
+)
+def test_what_write_tfrecords_does_not_store_is_refused_naming_the_path(tmp_path, samples, match):
+    signature = signatures.infer_signature(samples)
+    with pytest.raises(SignatureError, match=match):
+        write_tfrecords(lambda: iter(samples), tmp_path, output_signature=signature)
+    assert list(tmp_path.iterdir()) == []
