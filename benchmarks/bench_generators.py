@@ -2,7 +2,7 @@
 
 Usage (from the repository root; Grain rows need ``pip install -e ".[bench]"``)::
 
-    python benchmarks/bench_generators.py                  # full matrix, 3 rounds, ~6-8 min
+    python benchmarks/bench_generators.py                  # full matrix, 3 rounds, < 8 min idle
     python benchmarks/bench_generators.py --quick          # 1 short round, 3 elements, ~1.5 min
     python benchmarks/bench_generators.py --json results.json
     python benchmarks/bench_generators.py --quick --elements tokens --variants Grain chunked
@@ -24,25 +24,30 @@ pool); the helpers ``chunked_from_generator(batch_size=256)`` and ``sharded_from
 Keras ``PyDataset`` (threads, ``workers`` 1 and N) iterated as ``model.fit`` iterates it on the
 TensorFlow backend (Keras's own ``PyDatasetAdapter.get_tf_dataset()``, a private Keras API: its
 results are what ``fit`` gets, minus ``fit``'s distribution wrapper); Google Grain
-(``MapDataset.source(...).map(load).to_iter_dataset(read_options).batch(256)``; no prefetch, the
-default 16 threads, N threads), each NumPy batch converted to tensors in the loop (``tf.constant``,
+(``MapDataset.source(...).map(load).batch(256).to_iter_dataset(read_options)``, so each prefetch
+thread makes whole batches, which measured 5-10x faster here than prefetching elements and
+batching after; no prefetch, the default ``ReadOptions()`` (16 threads, a buffer of 500 batches),
+N threads), each NumPy batch converted to tensors in the loop (``tf.constant``,
 ``tf.RaggedTensor.from_row_lengths``).
 
 **Method.** Each measurement runs in a fresh process forked from a server that has imported
 NumPy, TensorFlow, Keras, Grain and the helpers once (``multiprocessing`` "forkserver"): the first
 iteration of any ``from_generator`` dataset changes its process's allocator settings ("Memory
-patch applied"), which slows native pipelines later in that process. A measurement skips a few
-warm-up batches, then counts elements for a fixed time. Rounds alternate every cell (round 1: all
-cells, round 2: all cells, ...) so slow phases of a shared machine hit every variant; the tables
-show the median over rounds. In the first round every cell is also checked for correctness before
-it is timed: a short finite pass (two full batches and a partial one) must deliver exactly the
-generator's elements (values, dtypes, each once), in batches of 256 but the last.
+patch applied"), which slows native pipelines later in that process. A measurement takes the
+first batch and a short warm-up untimed, then counts elements for a fixed time (at least a few
+batches). Rounds alternate every cell (round 1: all cells, round 2: all cells, ...) so slow
+phases of a shared machine hit every variant; the tables show the median over rounds. Full mode
+stops early (and says so) rather than start a round that would end after ~7.5 minutes. In
+the first round every cell is also checked for correctness before it is timed: a short finite
+pass (two full batches and a partial one) must deliver exactly the generator's elements (values,
+dtypes, each once), in batches of 256 but the last.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import importlib.util
 import itertools
 import json
@@ -75,12 +80,13 @@ class Settings:
 
     seconds: float  # counting time per measurement (at least)
     min_batches: int  # counted batches per measurement (at least)
-    warmup_batches: int
+    warmup_s: float  # untimed iteration first (at least one batch): thread pools fill up
     rounds: int
+    budget_s: float  # no new round starts if it would end after this (the first always runs)
 
 
-FULL = Settings(seconds=0.5, min_batches=3, warmup_batches=2, rounds=3)
-QUICK = Settings(seconds=0.1, min_batches=2, warmup_batches=1, rounds=1)
+FULL = Settings(seconds=0.4, min_batches=3, warmup_s=0.25, rounds=3, budget_s=450)
+QUICK = Settings(seconds=0.1, min_batches=2, warmup_s=0.1, rounds=1, budget_s=85)
 QUICK_ELEMENTS = ["small dict", "28x28x3 f32", "tokens"]  # a dict, a tuple, a ragged element
 
 
@@ -474,11 +480,11 @@ def grain_loader(threads: int | None) -> Callable[[Source], Iterable[Any]]:
         options = grain.ReadOptions() if threads is None else grain.ReadOptions(num_threads=threads)
         if threads == 0:
             options = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
-        dataset = (
+        dataset = (  # batch before prefetching, as Grain's tutorials do: threads make batches
             grain.MapDataset.source(range(source.count))
             .map(source.load)
-            .to_iter_dataset(options)
             .batch(BATCH, batch_fn=source.element.stack)
+            .to_iter_dataset(options)
         )
         return GrainTensors(dataset, source.element.to_tensors)
 
@@ -591,13 +597,19 @@ def count_for(settings: Settings, element: Element) -> int:
 def rate_of(batches: Iterable[Any], settings: Settings) -> float:
     """Elements per second delivered by ``batches`` after warm-up, counted for a fixed time.
 
+    The warm-up is the first batch plus ``settings.warmup_s``, long enough for 16 threads
+    that each make a batch to deliver their first wave, which would otherwise arrive at once and
+    inflate a short count.
+
     Counting stops at the first batch after ``settings.seconds`` once ``settings.min_batches``
     batches were counted, so a slow pipeline is timed over several batches, not one.
     """
     from helpers import bench
 
     iterator = iter(batches)
-    for _ in range(settings.warmup_batches):
+    next(iterator)  # start-up: tracing, threads
+    warm = time.perf_counter() + settings.warmup_s
+    while time.perf_counter() < warm:
         next(iterator)
     start = time.perf_counter()
     deadline, count = start + settings.seconds, 0
@@ -656,8 +668,16 @@ def run_all(cells: list[tuple[str, str, str]], settings: Settings) -> dict[Any, 
     preload = ["numpy", "tensorflow", "keras", "helpers.bench", "helpers.pipelines"]
     context.set_forkserver_preload(preload + (["grain"] if HAVE_GRAIN else []))
     results: dict[Any, Any] = {cell: {"rates": [], "check": "", "error": ""} for cell in cells}
+    started_all, last_round = time.perf_counter(), 0.0
     for round_index in range(settings.rounds):
         round_started = time.perf_counter()
+        if round_index and round_started - started_all + last_round > settings.budget_s:
+            print(
+                f"stopping after {round_index} round(s): another would pass the "
+                f"{settings.budget_s:.0f} s budget (--budget to change it)",
+                file=sys.stderr,
+            )
+            break
         for cell in cells:
             started = time.perf_counter()
             rate, verdict, error = run_cell(context, cell, settings, round_index == 0)
@@ -669,8 +689,8 @@ def run_all(cells: list[tuple[str, str, str]], settings: Settings) -> dict[Any, 
                 results[cell]["error"] = error
             status = f"FAILED: {error}" if error else f"{rate:,.0f}/s {verdict} ({took:.1f} s)"
             print(f"  round {round_index + 1}: {' | '.join(cell)}: {status}", file=sys.stderr)
-        took = time.perf_counter() - round_started
-        print(f"round {round_index + 1} of {settings.rounds}: {took:.0f} s", file=sys.stderr)
+        last_round = time.perf_counter() - round_started
+        print(f"round {round_index + 1} of {settings.rounds}: {last_round:.0f} s", file=sys.stderr)
     return results
 
 
@@ -806,12 +826,13 @@ def main() -> None:
     parser.add_argument("--workloads", nargs="+", help="only workloads whose name contains one")
     parser.add_argument("--variants", nargs="+", help="only variants whose name contains one")
     parser.add_argument("--rounds", type=int, help="override the number of rounds")
+    parser.add_argument("--budget", type=float, help="seconds after which no round starts")
     args = parser.parse_args()
     settings = QUICK if args.quick else FULL
     if args.rounds:
-        settings = Settings(
-            settings.seconds, settings.min_batches, settings.warmup_batches, args.rounds
-        )
+        settings = dataclasses.replace(settings, rounds=args.rounds)
+    if args.budget:
+        settings = dataclasses.replace(settings, budget_s=args.budget)
     if not HAVE_GRAIN:
         print(
             'grain is not installed: skipping the Grain rows (pip install -e ".[bench]")',
@@ -830,11 +851,15 @@ def main() -> None:
     print(f"settings: {asdict(settings)}, {len(cells)} cells", file=sys.stderr)
     results = run_all(cells, settings)
     rows = summarize(results, kinds)
+    rounds_done = max(len(value["rates"]) for value in results.values())
     print(f"machine: {machine()}")
     print(
         f"batches of {BATCH}, consumed by a Python for loop; I/O-like = {IO_SLEEP_S * 1000:g} ms "
-        f"sleep per element; median of {settings.rounds} process(es), each counting for "
-        f"{settings.seconds:g} s after {settings.warmup_batches} warm-up batch(es)\n"
+        f"sleep per element; median of {rounds_done} process(es) per cell, each counting for at "
+        f"least {settings.seconds:g} s and {settings.min_batches} batches after "
+        f"{settings.warmup_s:g} s of warm-up; N = {WORKERS}. PyDataset rows iterate "
+        "Keras's PyDatasetAdapter.get_tf_dataset() (a private Keras API), as model.fit does on "
+        "TensorFlow; Grain rows convert each NumPy batch to tensors in the loop.\n"
     )
     print(tables(rows))
     if args.quick:

@@ -280,7 +280,7 @@ def compare_throughputs(
     for dataset in datasets.values():
         if warmup:  # the last warm-up pass is a discarded timed pass
             measure_throughput(dataset, batched=batched, repetitions=1, warmup=warmup - 1)
-    results = {name: ([], []) for name in datasets}
+    results: dict[str, tuple[list[int], list[float]]] = {name: ([], []) for name in datasets}
     for _ in range(rounds):
         for name, dataset in datasets.items():
             single = measure_throughput(
