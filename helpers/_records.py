@@ -19,13 +19,16 @@ Format (version 1):
 * ``TensorSpec`` names are not stored: a dataset read back has unnamed specs, as after any ``map``.
 * Examples are serialised deterministically (features sorted by key), so the same elements give
   byte-identical shards, and the same SHA-256 digests, in every run.
-
-Safety: each shard is written under a ``.partial`` name and renamed when complete; the manifest is
-written last, also through a temporary name, and is the only thing the reader trusts. A write that
+* The manifest's ``structure`` nests ``{"tuple": [...]}``, ``{"dict": {str key: ...}}``,
+  ``{"dict_items": [[{"int": 1} or {"bytes": hex}, ...], ...]}`` (a dict with an int or bytes
+  key) and ``{"namedtuple": {"name", "fields", "items"}}`` around component keys. A namedtuple
+  comes back as a ``collections.namedtuple`` class of the same name and fields (equal elements
+  and specs, but not the writer's class: methods and defaults are not stored).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import hashlib
@@ -112,7 +115,10 @@ class _Component:
 # ------------------------------------------------------------------------------------------------
 # Signature <-> JSON
 
-_STORABLE = "tf.TensorSpec or tf.RaggedTensorSpec, in tuples and dicts with str keys"
+_STORABLE = (
+    "tf.TensorSpec or tf.RaggedTensorSpec, in tuples, namedtuples and dicts with str, int or "
+    "bytes keys"
+)
 
 
 def plan(signature: Any) -> tuple[Any, list[_Component]]:
@@ -135,27 +141,63 @@ def plan(signature: Any) -> tuple[Any, list[_Component]]:
 
 
 def _plan_node(node: Any, path: str, out: list[_Component]) -> Any:
-    if _nest.is_namedtuple(node):
-        raise _refused(path, f"namedtuple {type(node).__name__}", "use a plain tuple or a dict")
     if isinstance(node, list):
         raise _refused(
             path, "list", "tf.data treats a list as one value, use a tuple for a structure"
         )
+    if _nest.is_namedtuple(node):
+        items = [_plan_node(v, _nest.join_position(path, i), out) for i, v in enumerate(node)]
+        fields = list(node._fields)
+        return {"namedtuple": {"name": type(node).__name__, "fields": fields, "items": items}}
     if isinstance(node, tuple):
         return {
             "tuple": [_plan_node(v, _nest.join_position(path, i), out) for i, v in enumerate(node)]
         }
     if isinstance(node, dict):
-        for k in node:
-            if not isinstance(k, str):
-                raise SignatureError(
-                    f"signature at {_nest.join_key(path, k)}: expected a str dict key, got "
-                    f"{type(k).__name__} {k!r}; write_tfrecords stores {_STORABLE}"
-                )
-        return {"dict": {k: _plan_node(v, _nest.join_key(path, k), out) for k, v in node.items()}}
+        _check_keys(node, path)
+        entries = {k: _plan_node(v, _nest.join_key(path, k), out) for k, v in node.items()}
+        if all(isinstance(k, str) for k in entries):
+            return {"dict": entries}
+        return {"dict_items": [[_key_json(k), v] for k, v in entries.items()]}
     key = f"k{len(out)}"
     out.append(_Component(key, path, _check_leaf(node, path), _encoding(node)))
     return key
+
+
+def _check_keys(node: dict[Any, Any], path: str) -> None:
+    """Refuses dict keys JSON cannot store exactly, and keys tf.nest cannot sort."""
+    for k in node:
+        if isinstance(k, bool) or not isinstance(k, (str, int, bytes)):
+            raise SignatureError(
+                f"signature at {_nest.join_key(path, k)}: expected a str, int or bytes dict key, "
+                f"got {type(k).__name__} {k!r}; write_tfrecords stores {_STORABLE}"
+            )
+    try:
+        sorted(node)
+    except TypeError:
+        raise SignatureError(
+            f"signature at {path}: expected dict keys that sort (tf.nest sorts them), "
+            f"got {list(node)!r}"
+        ) from None
+
+
+def _key_json(key: int | bytes) -> dict[str, Any]:
+    return {"int": key} if isinstance(key, int) else {"bytes": key.hex()}
+
+
+def _key_from_json(entry: dict[str, Any]) -> int | bytes:
+    ((kind, value),) = entry.items()
+    if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind == "bytes" and isinstance(value, str):
+        return bytes.fromhex(value)
+    raise ValueError(f"unknown dict key {entry!r}")
+
+
+@functools.cache
+def _namedtuple(name: str, fields: tuple[str, ...]) -> type:
+    """A namedtuple class with this name and these fields (one per process, so specs compare)."""
+    return collections.namedtuple(name, fields)
 
 
 def _refused(path: str, got: str, hint: str) -> SignatureError:
@@ -208,6 +250,10 @@ def _rename_leaves(structure: Any, rename: dict[str, str]) -> Any:
     ((kind, items),) = structure.items()
     if kind == "dict":
         return {kind: {k: _rename_leaves(v, rename) for k, v in items.items()}}
+    if kind == "dict_items":
+        return {kind: [[k, _rename_leaves(v, rename)] for k, v in items]}
+    if kind == "namedtuple":
+        return {kind: {**items, "items": [_rename_leaves(v, rename) for v in items["items"]]}}
     return {kind: [_rename_leaves(v, rename) for v in items]}
 
 
@@ -218,6 +264,11 @@ def _structure_from_json(structure: Any, leaves: dict[str, Any]) -> Any:
     ((kind, items),) = structure.items()
     if kind == "dict":
         return {k: _structure_from_json(v, leaves) for k, v in items.items()}
+    if kind == "dict_items":
+        return {_key_from_json(k): _structure_from_json(v, leaves) for k, v in items}
+    if kind == "namedtuple":
+        cls = _namedtuple(items["name"], tuple(items["fields"]))
+        return cls(*(_structure_from_json(v, leaves) for v in items["items"]))
     if kind != "tuple":
         raise ValueError(f"unknown structure kind {kind!r}")
     return tuple(_structure_from_json(v, leaves) for v in items)

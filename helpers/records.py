@@ -78,7 +78,9 @@ def write_tfrecords(
         source: a finite ``tf.data.Dataset``, or a generator function (a callable returning a fresh
             iterator, as for ``tf.data.Dataset.from_generator``) together with ``output_signature``.
             Components may be ``tf.TensorSpec`` (any dtype including string, ``None`` dimensions
-            allowed) or ``tf.RaggedTensorSpec``, nested in tuples and dicts with str keys.
+            allowed) or ``tf.RaggedTensorSpec``, nested in tuples, namedtuples (read back as a
+            namedtuple of the same name and fields) and dicts with str, int or bytes keys:
+            whatever ``helpers.signatures.infer_signature`` returns except sparse specs.
         directory: where to write; created if missing. Must be empty unless ``overwrite`` is True.
         output_signature: required for a generator function (``helpers.signatures.infer_signature``
             can propose one); for a dataset leave it None or pass its element_spec.
@@ -94,7 +96,7 @@ def write_tfrecords(
     Raises:
         helpers.signatures.SignatureError: (a ``TypeError``) ``source`` is a generator object or
             not callable, or the signature holds something this format does not store
-            (namedtuples, dict keys that are not str, ``tf.SparseTensorSpec``, lists); the
+            (``tf.SparseTensorSpec``, lists, dict keys other than str, int and bytes); the
             message names the path, as ``[0]['image']``.
         TypeError: ``num_shards`` is not an int (Python or NumPy, not bool), ``progress`` not a
             bool or None.

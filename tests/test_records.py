@@ -733,13 +733,14 @@ def gen():
         (
             {"source": gen, "output_signature": tf.SparseTensorSpec([2], tf.int64)},
             SignatureError,
-            r"signature at <root>: expected tf.TensorSpec or tf.RaggedTensorSpec, in tuples and "
-            r"dicts with str keys, got SparseTensorSpec; store it dense \(tf.sparse.to_dense\)",
+            r"signature at <root>: expected tf.TensorSpec or tf.RaggedTensorSpec, in tuples, "
+            r"namedtuples and dicts with str, int or bytes keys, got SparseTensorSpec; store it "
+            r"dense \(tf.sparse.to_dense\)",
         ),
         (
-            {"source": gen, "output_signature": Point(SCALAR, SCALAR)},
+            {"source": gen, "output_signature": Point(SCALAR, tf.float32)},
             SignatureError,
-            "signature at <root>: expected .*, got namedtuple Point; use a plain tuple or a dict",
+            r"signature at \[1\]: expected tf.TensorSpec .*, got DType",
         ),
         (
             {"source": gen, "output_signature": (SCALAR, [SCALAR])},
@@ -747,9 +748,14 @@ def gen():
             r"signature at \[1\]: expected .*, got list; tf.data treats a list as one value",
         ),
         (
-            {"source": gen, "output_signature": {1: SCALAR}},
+            {"source": gen, "output_signature": {(1, 2): SCALAR}},
             SignatureError,
-            r"signature at \[key=1\]: expected a str dict key, got int 1",
+            r"signature at \[key=\(1, 2\)\]: expected a str, int or bytes dict key, got tuple",
+        ),
+        (
+            {"source": gen, "output_signature": {"a": SCALAR, 1: SCALAR}},
+            SignatureError,
+            r"signature at <root>: expected dict keys that sort \(tf.nest sorts them\), got",
         ),
         (
             {"source": gen, "output_signature": tf.RaggedTensorSpec([2, 3, None], tf.int32, 2)},
