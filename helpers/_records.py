@@ -1,7 +1,7 @@
 """The machinery of :mod:`helpers.records`: the file format, encoding, parsing and checks.
 
 :func:`helpers.records.write_tfrecords` and :func:`helpers.records.read_tfrecords` call the
-functions without a leading underscore, in the order their docstrings give; the rest are details.
+functions without a leading underscore, in the order their bodies show; the rest are details.
 
 Format (version 1):
 

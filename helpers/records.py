@@ -9,6 +9,8 @@ from the manifest and returns a dataset whose ``element_spec`` and values equal 
 The format (one ``tf.train.Example`` per element, raw bytes where ``tf.io.decode_raw`` can read
 them back, round-robin shards) is described in :mod:`helpers._records`, which holds the machinery.
 
+Safety: each shard is written under a ``.partial`` name and renamed when complete; the manifest is
+written last, also through a temporary name, and is the only thing the reader trusts. A write that
 stops early (exception, Ctrl-C, killed process) therefore never leaves a directory that reads as
 complete. ``read_tfrecords`` raises ``RecordsError`` naming the file for a missing or malformed
 manifest, a missing shard, a shard whose size or element count disagrees with the manifest, a
@@ -33,6 +35,7 @@ guarantee, not this module's.
 
 ``RecordsError`` subclasses ``ValueError``: the directory's contents are not a valid record set,
 which is a problem with the data, not with the operating system. Genuine OS failures (permission
+denied, a full disk) propagate unchanged as ``OSError``.
 
 Example:
     >>> import tempfile
