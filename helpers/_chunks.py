@@ -385,58 +385,80 @@ def _column(spec: tf.TensorSpec, size: int) -> Column:
 # --------------------------------------------------------------------------- plan
 
 
-def _values_function(signature: Any) -> Callable[[Any], Sequence[Any]]:
-    """Builds, once, a function returning an element's leaf values in ``tf.nest`` order.
+def _writer_source(signature: Any, columns: Sequence[Column]) -> tuple[str, tuple[Any, ...]]:
+    """Python source of a function that copies one element's leaves into their columns.
 
-    It accepts exactly the structures ``from_generator`` accepts without a second look (a
-    ``tuple`` for a tuple, a ``dict`` for a dict) and raises :class:`MismatchError` for anything
-    else, which ``check_element`` then judges (lists are leaves in tf.data, never tuples).
+    Built once per signature, so that the per-element work is the least Python can do: a type
+    and length test per structure, one lookup per leaf, and for dense leaves one identity test
+    of type, dtype and shape before ``buffer[row] = value``. Anything else goes to the column's
+    own ``put`` (which converts only losslessly) or raises :class:`MismatchError`, and
+    ``check_element`` judges the element. Structures are accepted as ``from_generator`` accepts
+    them without a second look: exactly a ``tuple`` for a tuple, a ``dict`` for a dict.
+
+    Returns:
+        The source of ``make(columns)`` returning ``write(element, row)``, and the dict keys it
+        refers to as ``K[i]``.
     """
-    if isinstance(signature, dict):
-        keys = sorted(signature)
-        if all(not isinstance(signature[key], (tuple, dict)) for key in keys):
+    keys: list[Any] = []
+    checks: list[str] = []
+    leaves: list[str] = []
 
-            def flat_dict(element: Any) -> Sequence[Any]:
-                if type(element) is not dict or len(element) != len(keys):
-                    raise MismatchError
-                try:
-                    return [element[key] for key in keys]
-                except KeyError:
-                    raise MismatchError from None
+    def visit(node: Any, expression: str) -> None:
+        if isinstance(node, (dict, tuple)):
+            kind = "dict" if isinstance(node, dict) else "tuple"
+            checks.append(
+                f"if type({expression}) is not {kind} or len({expression}) != {len(node)}:"
+            )
+            checks.append("    raise MismatchError")
+            items = (
+                [(key, f"k{_remember(keys, key)}") for key in sorted(node)]
+                if isinstance(node, dict)
+                else [(index, str(index)) for index in range(len(node))]
+            )
+            for position, (key, literal) in enumerate(items):
+                name = f"{expression}_{position}" if expression != "e" else f"n{position}"
+                checks.append(f"{name} = {expression}[{literal}]")
+                visit(node[key], name)
+        else:
+            leaves.append(expression)
 
-            return flat_dict
-        parts = [_values_function(signature[key]) for key in keys]
+    visit(signature, "e")
+    lines = ["def make(columns):"]
+    lines.append("    " + ", ".join(f"c{i}" for i in range(len(leaves))) + ", = columns")
+    lines += [f"    k{i} = K[{i}]" for i in range(len(keys))]
+    writes = []
+    for i, (value, column) in enumerate(zip(leaves, columns, strict=True)):
+        lines.append(f"    put{i} = c{i}.put")
+        writes.append(f"        v = {value}")
+        if isinstance(column, DenseColumn):
+            lines.append(f"    b{i}, d{i}, s{i} = c{i}.buffer, c{i}.dtype, c{i}.shape")
+            test = (
+                f"type(v) is ndarray and (v.dtype is d{i} or v.dtype == d{i}) and v.shape == s{i}"
+            )
+            writes += [f"        if {test}:", f"            b{i}[row] = v"]
+        elif isinstance(column, ScalarColumn):
+            lines.append(f"    r{i} = c{i}.rows")
+            python_type = {"b": "bool", "f": "float"}.get(column.dtype.kind, "int")
+            writes += [f"        if type(v) is {python_type}:", f"            r{i}[row] = v"]
+        else:
+            writes.append(f"        put{i}(row, v)")
+            continue
+        writes += ["        else:", f"            put{i}(row, v)"]
+    lines.append("    def write(e, row):")
+    if checks:
+        lines.append("        try:")
+        lines += [f"            {line}" for line in checks]
+        lines.append("        except (KeyError, IndexError):")
+        lines.append("            raise MismatchError from None")
+    lines += writes
+    lines.append("    return write")
+    return "\n".join(lines), tuple(keys)
 
-        def nested_dict(element: Any) -> Sequence[Any]:
-            if not isinstance(element, dict) or len(element) != len(keys):
-                raise MismatchError
-            try:
-                return [
-                    v for key, part in zip(keys, parts, strict=True) for v in part(element[key])
-                ]
-            except KeyError:
-                raise MismatchError from None
 
-        return nested_dict
-    if isinstance(signature, tuple):
-        length = len(signature)
-        if all(not isinstance(item, (tuple, dict)) for item in signature):
-
-            def flat_tuple(element: Any) -> Sequence[Any]:
-                if type(element) is not tuple or len(element) != length:
-                    raise MismatchError
-                return element
-
-            return flat_tuple
-        items = [_values_function(item) for item in signature]
-
-        def nested_tuple(element: Any) -> Sequence[Any]:
-            if not isinstance(element, tuple) or len(element) != length:
-                raise MismatchError
-            return [v for item, part in zip(element, items, strict=True) for v in part(item)]
-
-        return nested_tuple
-    return lambda element: (element,)
+def _remember(keys: list[Any], key: Any) -> int:
+    """Position of ``key`` in ``keys`` (appended if new)."""
+    keys.append(key)
+    return len(keys) - 1
 
 
 def _lenient_values(element: Any, signature: Any) -> list[Any]:
@@ -462,8 +484,15 @@ class Plan:
         self.signature = signature
         self.chunk_size = chunk_size
         self.specs: list[tf.TensorSpec] = tf.nest.flatten(signature)
-        self.values = _values_function(signature)
         template = [_column(spec, 1) for spec in self.specs]
+        self.writer_source, keys = _writer_source(signature, template)
+        namespace: dict[str, Any] = {
+            "K": keys,
+            "MismatchError": MismatchError,
+            "ndarray": np.ndarray,
+        }
+        exec(compile(self.writer_source, "<chunk writer>", "exec"), namespace)
+        self.make_writer: Callable[[list[Column]], Callable[[Any, int], None]] = namespace["make"]
         self.chunk_signature = tuple(spec for column in template for spec in column.chunk_specs())
         self._widths = [len(column.chunk_specs()) for column in template]
         self._template = template
@@ -515,8 +544,8 @@ class ChunkIterator:
         self.iterator = iterator
         self.where = where
         self.columns = plan.columns()
-        self.index = 0  # elements pulled so far (the next element's index)
-        self.row_index = [0] * plan.chunk_size  # index of the element in each row
+        self.start = 0  # stream index of the chunk's first element
+        self.failed_pulls: set[int] = set()  # rows where the user's iterator raised
         self.done = False
         self.events: list[Any] = []  # chunk pieces (tuples of arrays) and errors, in order
 
@@ -545,12 +574,13 @@ class ChunkIterator:
         for column in self.columns:
             for row in column.refused(good):
                 self._check_stored(row, errors)
+        self.start += count - len(self.failed_pulls)
         self._emit(count, errors)
 
     def _pull(self, errors: dict[int, Exception]) -> int:
         """Copies elements into the columns until the chunk is full or the stream ends."""
-        puts = [column.put for column in self.columns]
-        values = self.plan.values
+        self.failed_pulls = set()
+        write = self.plan.make_writer(self.columns)
         iterator = self.iterator
         for row in range(self.plan.chunk_size):
             try:
@@ -560,20 +590,22 @@ class ChunkIterator:
                 return row
             except Exception as error:  # the user's iterator failed here: an error event
                 errors[row] = error
+                self.failed_pulls.add(row)
                 continue
-            self.row_index[row] = self.index
-            self.index += 1
             try:
-                for put, value in zip(puts, values(element), strict=True):
-                    put(row, value)
+                write(element, row)
             except MismatchError:
                 self._put_checked(row, element, errors)
         return self.plan.chunk_size
 
+    def _index(self, row: int) -> int:
+        """Index in the stream of the element in ``row`` (failed pulls are not elements)."""
+        return self.start + row - sum(1 for failed in self.failed_pulls if failed < row)
+
     def _put_checked(self, row: int, element: Any, errors: dict[int, Exception]) -> None:
         """Checks an element that did not copy exactly; stores it cast, or records the error."""
         try:
-            self._check(element, self.row_index[row])
+            self._check(element, self._index(row))
         except signatures.SignatureError as error:
             errors[row] = error
             return
@@ -587,7 +619,7 @@ class ChunkIterator:
         stored = [column.get(row) for column in self.columns]
         element = tf.nest.pack_sequence_as(self.plan.signature, stored)
         try:
-            self._check(element, self.row_index[row])
+            self._check(element, self._index(row))
         except signatures.SignatureError as error:
             errors[row] = error
             return

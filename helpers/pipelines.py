@@ -280,9 +280,15 @@ def _signature(
     ``output_types``, ``output_shapes`` and ``output_signature`` is accepted or refused exactly as
     ``from_generator`` does, at construction.
     """
-    return tf.data.Dataset.from_generator(
-        generator, output_types, output_shapes, args, output_signature, name
-    ).element_spec
+    given = {
+        "output_types": output_types,
+        "output_shapes": output_shapes,
+        "args": args,
+        "output_signature": output_signature,
+        "name": name,
+    }  # only what was given: naming output_types at all makes TensorFlow log a deprecation
+    arguments = {key: value for key, value in given.items() if value is not None}
+    return tf.data.Dataset.from_generator(generator, **arguments).element_spec
 
 
 def _iterate(generator: GeneratorFn, args: Sequence[Any]) -> Iterator[Any]:
