@@ -404,3 +404,13 @@ def test_benchmark_dataset_sizes_are_whole_pools():
         count = script.count_for(script.QUICK, element)
         assert count % element.pool_rows == 0
         assert count >= 3_000_000
+
+
+def test_benchmark_rows_without_grain_installed(monkeypatch):
+    script = _load_benchmark()
+    monkeypatch.setattr(script, "HAVE_GRAIN", False)
+    for workload in script.WORKLOADS:
+        names = list(script.variants(workload))
+        assert names and not any("Grain" in name for name in names)
+    monkeypatch.setattr(script, "HAVE_GRAIN", True)
+    assert any("Grain" in name for name in script.variants("I/O-like"))
