@@ -13,8 +13,8 @@ variable-length int32 token sequence (4 to 64 tokens, shape ``(None,)``, batched
 ``tf.RaggedTensor``). Workloads: ``pure Python`` (the generator only indexes in-memory arrays) and
 ``I/O-like`` (``time.sleep(0.0005)`` per element, which releases the GIL as a file or network read
 would). Every variant delivers the same elements as TensorFlow values in batches of 256 and is
-consumed by a Python ``for`` loop over its iterator, as a training loop does (not
-``Dataset.reduce``, which is slower than a loop and would flatter no one in particular).
+consumed by a Python ``for`` loop over its iterator, as a custom training loop does (not inside
+TensorFlow with ``Dataset.reduce``; peers that are not tf.data datasets could not be).
 
 **Rows.** The in-memory bound: ``from_tensor_slices(arrays).batch(256)``, without and with
 ``.prefetch(AUTOTUNE)``, the faster of the two counting as the element's bound (tf.data's fastest
