@@ -12,7 +12,8 @@ Format (version 1):
   ``None`` dimensions, uint32, uint64) is stored as a serialised ``TensorProto`` (encoding
   ``"tensor_proto"``, ``tf.io.serialize_tensor``), which keeps dtype, shape and value exactly. A
   ragged component is stored as the ``TensorProto`` of its flat values followed by one per
-  row-splits level.
+  row-splits level; a sparse component as the ``TensorProto`` of its indices, values and dense
+  shape.
 * Elements are assigned to shards round-robin (element ``i`` goes to shard ``i % num_shards``), so
   a generator of unknown length can be sharded in one pass. The reader interleaves the shards one
   element at a time in shard order, which restores the original order exactly.
@@ -104,20 +105,31 @@ class _Component:
 
     key: str
     path: str
-    spec: tf.TensorSpec | tf.RaggedTensorSpec
+    spec: tf.TensorSpec | tf.RaggedTensorSpec | tf.SparseTensorSpec
     encoding: str  # "raw" or "tensor_proto"
 
     @property
     def ragged(self) -> bool:
         return isinstance(self.spec, tf.RaggedTensorSpec)
 
+    @property
+    def sparse(self) -> bool:
+        return isinstance(self.spec, tf.SparseTensorSpec)
+
+    @property
+    def parts(self) -> int:
+        """How many serialised tensors hold one value: 1 dense, 1 + ragged_rank, 3 sparse."""
+        if self.ragged:
+            return 1 + self.spec.ragged_rank
+        return 3 if self.sparse else 1
+
 
 # ------------------------------------------------------------------------------------------------
 # Signature <-> JSON
 
 _STORABLE = (
-    "tf.TensorSpec or tf.RaggedTensorSpec, in tuples, namedtuples and dicts with str, int or "
-    "bytes keys"
+    "tf.TensorSpec, tf.RaggedTensorSpec or tf.SparseTensorSpec, in tuples, namedtuples and dicts "
+    "with str, int or bytes keys"
 )
 
 
@@ -206,7 +218,7 @@ def _refused(path: str, got: str, hint: str) -> SignatureError:
     return SignatureError(f"signature at {path}: expected {_STORABLE}, got {got}{advice}")
 
 
-def _check_leaf(spec: Any, path: str) -> tf.TensorSpec | tf.RaggedTensorSpec:
+def _check_leaf(spec: Any, path: str) -> tf.TensorSpec | tf.RaggedTensorSpec | tf.SparseTensorSpec:
     where = f"signature at {path}"
     if isinstance(spec, tf.RaggedTensorSpec):
         if spec.ragged_rank < 1 or spec.shape.rank is None:
@@ -224,15 +236,13 @@ def _check_leaf(spec: Any, path: str) -> tf.TensorSpec | tf.RaggedTensorSpec:
                 "a uniform dimension inside its ragged dimensions that row splits cannot restore"
             )
         return spec
-    if isinstance(spec, tf.TensorSpec):
+    if isinstance(spec, (tf.TensorSpec, tf.SparseTensorSpec)):
         if spec.dtype in (tf.resource, tf.variant):
             raise SignatureError(
                 f"{where}: expected a dtype that can be stored in a file, got {spec.dtype.name}"
             )
         return spec
-    sparse = isinstance(spec, tf.SparseTensorSpec)
-    hint = "store it dense (tf.sparse.to_dense) or as a tf.RaggedTensor" if sparse else ""
-    raise _refused(path, type(spec).__name__, hint)
+    raise _refused(path, type(spec).__name__, "")
 
 
 def _encoding(spec: tf.TypeSpec) -> str:
@@ -282,7 +292,7 @@ def _component_json(c: _Component) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "key": c.key,
         "path": c.path,
-        "type": "ragged" if c.ragged else "tensor",
+        "type": "ragged" if c.ragged else "sparse" if c.sparse else "tensor",
         "dtype": c.spec.dtype.name,
         "shape": _shape_json(c.spec.shape),
         "encoding": c.encoding,
@@ -302,6 +312,8 @@ def _component_from_json(entry: dict[str, Any]) -> _Component:
         )
     elif entry["type"] == "tensor":
         spec = tf.TensorSpec(shape, dtype)
+    elif entry["type"] == "sparse":
+        spec = tf.SparseTensorSpec(shape, dtype)
     else:
         raise ValueError(f"unknown component type {entry['type']!r}")
     if entry["encoding"] != _encoding(spec):
@@ -335,6 +347,9 @@ def _raw_bytes(value: tf.Tensor, spec: tf.TensorSpec) -> tf.Tensor:
 def _encode_component(value: Any, c: _Component) -> tf.Tensor:
     if c.ragged:
         parts = [value.flat_values, *value.nested_row_splits]
+        return tf.stack([tf.io.serialize_tensor(p) for p in parts])
+    if c.sparse:
+        parts = [value.indices, value.values, value.dense_shape]
         return tf.stack([tf.io.serialize_tensor(p) for p in parts])
     if c.encoding == "raw":
         return _raw_bytes(value, c.spec)
@@ -371,7 +386,7 @@ def _example(keys: list[str], row: Sequence[Any]) -> bytes:
 
 def _feature_spec(components: list[_Component]) -> dict[str, tf.io.FixedLenFeature]:
     return {
-        c.key: tf.io.FixedLenFeature([1 + c.spec.ragged_rank] if c.ragged else [], tf.string)
+        c.key: tf.io.FixedLenFeature([c.parts] if c.parts > 1 else [], tf.string)
         for c in components
     }
 
@@ -392,9 +407,22 @@ def _decode_one(data: tf.Tensor, c: _Component, little_endian: bool) -> Any:
             for i in range(1, rank + 1)
         ]
         return tf.RaggedTensor.from_nested_row_splits(flat, splits, validate=False)
+    if c.sparse:
+        return _decode_sparse(data, spec)
     if c.encoding == "raw":
         return tf.reshape(tf.io.decode_raw(data, spec.dtype, little_endian), spec.shape)
     return tf.ensure_shape(tf.io.parse_tensor(data, spec.dtype), spec.shape)
+
+
+def _decode_sparse(data: tf.Tensor, spec: tf.SparseTensorSpec) -> tf.SparseTensor:
+    """A SparseTensor from its serialised indices, values and dense shape, with the spec's shape."""
+    rank = spec.shape.rank
+    indices = tf.ensure_shape(tf.io.parse_tensor(data[0], tf.int64), [None, rank])
+    values = tf.ensure_shape(tf.io.parse_tensor(data[1], spec.dtype), [None])
+    dense_shape = tf.ensure_shape(tf.io.parse_tensor(data[2], tf.int64), [rank])
+    sparse = tf.SparseTensor(indices, values, dense_shape)
+    sparse.set_shape(spec.shape)
+    return sparse
 
 
 def _decode_batch(data: tf.Tensor, c: _Component, little_endian: bool) -> tf.Tensor:

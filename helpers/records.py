@@ -81,9 +81,9 @@ def write_tfrecords(
         source: a finite ``tf.data.Dataset``, or a generator function (a callable returning a fresh
             iterator, as for ``tf.data.Dataset.from_generator``) together with ``output_signature``.
             Components may be ``tf.TensorSpec`` (any dtype including string, ``None`` dimensions
-            allowed) or ``tf.RaggedTensorSpec``, nested in tuples, namedtuples (read back as a
-            namedtuple of the same name and fields) and dicts with str, int or bytes keys:
-            whatever ``helpers.signatures.infer_signature`` returns except sparse specs.
+            allowed), ``tf.RaggedTensorSpec`` or ``tf.SparseTensorSpec``, nested in tuples,
+            namedtuples (read back as a namedtuple of the same name and fields) and dicts with
+            str, int or bytes keys: whatever ``helpers.signatures.infer_signature`` returns.
         directory: where to write; created if missing. Must be empty unless ``overwrite`` is True.
         output_signature: required for a generator function (``helpers.signatures.infer_signature``
             can propose one); for a dataset leave it None or pass its element_spec.
@@ -99,8 +99,8 @@ def write_tfrecords(
     Raises:
         helpers.signatures.SignatureError: (a ``TypeError``) ``source`` is a generator object or
             not callable, or the signature holds something this format does not store
-            (``tf.SparseTensorSpec``, lists, dict keys other than str, int and bytes); the
-            message names the path, as ``[0]['image']``.
+            (lists, dict keys other than str, int and bytes, resource dtypes); the message
+            names the path, as ``[0]['image']``.
         TypeError: ``num_shards`` is not an int (Python or NumPy, not bool), ``progress`` not a
             bool or None.
         ValueError: ``num_shards`` < 1, a missing ``output_signature``, or an infinite dataset.

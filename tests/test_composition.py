@@ -3,8 +3,8 @@
 A property test chains ``signatures.infer_signature`` -> ``records.write_tfrecords`` ->
 ``records.read_tfrecords`` on random small nested elements and checks that they come back exactly;
 ``pipelines.chunked_from_generator`` and ``signatures.checked`` must accept the same inferred
-signature. What ``write_tfrecords`` does not store (sparse tensors, dict keys other than str, int
-and bytes) is refused with a ``SignatureError`` naming the path and what is supported.
+signature. What ``write_tfrecords`` does not store (dict keys other than str, int and bytes) is
+refused with a ``SignatureError`` naming the path and what is supported.
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ KEYS = st.one_of(  # one kind per dict: tf.nest sorts the keys
     st.lists(st.binary(min_size=0, max_size=2), min_size=1, max_size=3),
 )
 
-# A schema says what every element looks like: ("leaf", dtype, rank, ragged) nested in
+# A schema says what every element looks like: ("leaf", dtype, rank, form) nested in
 # ("tuple", [schemas]) and ("dict", {key: schema}). Elements drawn from one schema share
 # structure, dtypes and ranks; their dimensions vary, so inferred shapes get None dimensions.
-LEAF = st.tuples(st.just("leaf"), st.sampled_from(DTYPES), st.integers(0, 2), st.booleans())
+FORMS = st.sampled_from(["dense", "dense", "ragged", "sparse"])
+LEAF = st.tuples(st.just("leaf"), st.sampled_from(DTYPES), st.integers(0, 2), FORMS)
 SCHEMAS = st.recursive(
     LEAF,
     lambda inner: st.one_of(
@@ -63,9 +64,11 @@ def _values(draw: Any, dtype: str, size: int) -> list[Any]:
     return draw(st.lists(st.integers(int(info.min), int(info.max)), min_size=size, max_size=size))
 
 
-def _leaf(draw: Any, dtype: str, rank: int, ragged: bool) -> Any:
+def _leaf(draw: Any, dtype: str, rank: int, form: str) -> Any:
     numpy_dtype = "S3" if dtype == "bytes" else dtype
-    if ragged:
+    if form == "sparse":
+        return tf.sparse.from_dense(_leaf(draw, dtype, max(rank, 1), "dense"))
+    if form == "ragged":
         rows = draw(st.lists(st.integers(0, 3), min_size=1, max_size=3))
         flat = np.array(_values(draw, dtype, sum(rows)), dtype=numpy_dtype)
         return tf.RaggedTensor.from_row_lengths(flat, rows)
@@ -102,12 +105,20 @@ def _assert_same(got: Any, expected: Any) -> None:
         if isinstance(e, tf.RaggedTensor):
             assert isinstance(g, tf.RaggedTensor) and g.dtype == e.dtype
             assert g.to_list() == e.to_list() or _same_with_nan(g.to_list(), e.to_list())
+        elif isinstance(e, tf.SparseTensor):
+            assert isinstance(g, tf.SparseTensor)
+            for part in ("indices", "values", "dense_shape"):
+                _assert_array(getattr(g, part), getattr(e, part).numpy())
         else:
-            value, e = np.asarray(g.numpy()), np.asarray(e)
-            if e.dtype.kind == "S":  # tf.string comes back as bytes objects
-                assert value.shape == e.shape and value.tolist() == e.tolist()
-            else:
-                np.testing.assert_array_equal(value, e, strict=True)  # dtype, shape, NaN too
+            _assert_array(g, e)
+
+
+def _assert_array(got: tf.Tensor, expected: Any) -> None:
+    value, e = np.asarray(got.numpy()), np.asarray(expected)
+    if e.dtype.kind in "SO":  # tf.string comes back as bytes objects
+        assert value.shape == e.shape and value.tolist() == e.tolist()
+    else:
+        np.testing.assert_array_equal(value, e, strict=True)  # dtype, shape, NaN too
 
 
 def _same_with_nan(a: Any, b: Any) -> bool:
@@ -116,7 +127,7 @@ def _same_with_nan(a: Any, b: Any) -> bool:
 
 
 @settings(
-    max_examples=15,
+    max_examples=25,
     derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -140,7 +151,7 @@ def test_infer_write_read_round_trip(tmp_path_factory, elements, num_shards):
 
 
 @settings(
-    max_examples=10,
+    max_examples=15,
     derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -240,11 +251,6 @@ Point = collections.namedtuple("Point", "x y")
             [{True: 1, False: 2}],
             r"signature at \[key=False\]: expected a str, int or bytes dict key",
         ),
-        (
-            [{"s": tf.sparse.from_dense([[0, 1]])}],
-            r"signature at \['s'\]: expected tf.TensorSpec or tf.RaggedTensorSpec, in tuples, "
-            r"namedtuples and dicts with str, int or bytes keys, got SparseTensorSpec",
-        ),
     ],
 )
 def test_what_write_tfrecords_does_not_store_is_refused_naming_the_path(tmp_path, samples, match):
@@ -259,8 +265,8 @@ Point = collections.namedtuple("Point", "x y")
 
 def test_namedtuples_and_int_and_bytes_keys_round_trip(tmp_path):
     elements = [
-        Point(np.int64(1), {3: np.float32(0.5), -1: b"a"}),
-        Point(np.int64(2), {3: np.float32(1.5), -1: b"bc"}),
+        Point(np.int64(1), {3: tf.sparse.from_dense([0.0, 0.5]), -1: b"a"}),
+        Point(np.int64(2), {3: tf.sparse.from_dense([1.5, 0.0]), -1: b"bc"}),
     ]
     signature = signatures.infer_signature(elements)
     directory = write_tfrecords(lambda: iter(elements), tmp_path, output_signature=signature)

@@ -731,16 +731,14 @@ def gen():
         ),
         ({"source": tf.data.Dataset.range(3).repeat()}, ValueError, "infinite dataset"),
         (
-            {"source": gen, "output_signature": tf.SparseTensorSpec([2], tf.int64)},
+            {"source": gen, "output_signature": {"a": tf.TensorSpec([], tf.resource)}},
             SignatureError,
-            r"signature at <root>: expected tf.TensorSpec or tf.RaggedTensorSpec, in tuples, "
-            r"namedtuples and dicts with str, int or bytes keys, got SparseTensorSpec; store it "
-            r"dense \(tf.sparse.to_dense\)",
+            r"signature at \['a'\]: expected a dtype that can be stored in a file, got resource",
         ),
         (
             {"source": gen, "output_signature": Point(SCALAR, tf.float32)},
             SignatureError,
-            r"signature at \[1\]: expected tf.TensorSpec .*, got DType",
+            r"signature at \[1\]: expected tf.TensorSpec, .*, got DType",
         ),
         (
             {"source": gen, "output_signature": (SCALAR, [SCALAR])},
