@@ -835,3 +835,26 @@ def test_tqdm_is_imported_only_when_a_bar_is_shown():
         check=True,
     )
     assert result.stdout.split() == ["False", "True"]
+
+
+# --- sparse components -------------------------------------------------------------------------
+
+
+def test_sparse_components_round_trip_and_batch(tmp_path):
+    dense = np.array([[0, 1.5, 0], [2, 0, 0], [0, 0, 7]], np.float32)
+    signature = {"x": tf.SparseTensorSpec([None, 3], tf.float32), "y": SCALAR}
+
+    def gen():
+        for n in (1, 2, 3):
+            yield {"x": tf.sparse.from_dense(dense[:n]), "y": n}
+
+    directory = write_tfrecords(gen, tmp_path, output_signature=signature, num_shards=2)
+    manifest = json.loads((directory / MANIFEST_NAME).read_text())
+    assert manifest["components"][0]["type"] == "sparse"
+    dataset = read_tfrecords(directory)
+    assert dataset.element_spec == signature
+    for n, element in enumerate(dataset, start=1):
+        np.testing.assert_array_equal(tf.sparse.to_dense(element["x"]).numpy(), dense[:n])
+    (batch,) = list(read_tfrecords(directory, batch_size=3))
+    assert batch["x"].dense_shape.numpy().tolist() == [3, 3, 3]
+    assert batch["y"].numpy().tolist() == [1, 2, 3]
