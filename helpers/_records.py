@@ -1,7 +1,12 @@
 """The machinery of :mod:`helpers.records`: the file format, encoding, parsing and checks.
 
-:func:`helpers.records.write_tfrecords` and :func:`helpers.records.read_tfrecords` call the
-functions without a leading underscore, in the order their bodies show; the rest are details.
+Entry points, in the order the public functions call them (everything with a leading underscore
+is a detail of one of them):
+
+* writing: :func:`as_dataset`, :func:`plan`, :func:`prepare_directory`, :func:`shard_names`,
+  :func:`write_shards`, :func:`write_manifest`;
+* reading: :func:`load_manifest`, :func:`check_sizes`, :func:`verify_shards`,
+  :func:`shard_records`, :func:`parsers`, :func:`check_spec`, :func:`all_raw`.
 
 Format (version 1):
 
