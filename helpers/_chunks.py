@@ -250,9 +250,13 @@ class ScalarColumn(Column):
         """Keeps a checked value, cast to the spec's dtype."""
         self.rows[row] = np.asarray(value).astype(self.dtype)[()]
 
+    def begin(self) -> None:
+        """Forgets the previous chunk's converted column."""
+        self.converted: np.ndarray | None = None
+
     def _converted(self, values: list[Any]) -> np.ndarray:
         """The values as one array of the spec's dtype; ``MismatchError`` unless provably exact."""
-        if len({type(value) for value in values}) != 1:
+        if len(set(map(type, values))) != 1:
             raise MismatchError
         try:
             array = np.array(values)
@@ -265,13 +269,17 @@ class ScalarColumn(Column):
     def refused(self, rows: Sequence[int]) -> list[int]:
         """All the rows if the column as a whole is not provably exact, else none."""
         try:
-            self._converted([self.rows[row] for row in rows])
+            converted = self._converted([self.rows[row] for row in rows])
         except MismatchError:
             return list(rows)
+        if rows and len(rows) == rows[-1] + 1:  # rows 0..n-1: kept for ``arrays``
+            self.converted = converted
         return []
 
     def arrays(self, start: int, stop: int) -> list[np.ndarray]:
         """One array of the rows, in the spec's dtype (every value was vouched for)."""
+        if start == 0 and self.converted is not None and len(self.converted) == stop:
+            return [self.converted]
         values = self.rows[start:stop]
         try:
             return [self._converted(values)]
