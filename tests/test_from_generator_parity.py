@@ -468,7 +468,7 @@ def _int_stream(count: int, bad: dict[int, Any]) -> Callable[[], Iterator[Any]]:
     return gen
 
 
-@pytest.mark.parametrize("position", [0, 7, 300])
+@pytest.mark.parametrize("position", [7, 300])
 def test_finding_1_good_elements_before_an_error_are_delivered(position):
     found = assert_parity(
         _int_stream(320, {position: "not a number"}), kinds=ORDERED, output_signature=I64
@@ -611,12 +611,12 @@ def _pulled_ahead(build_dataset: Callable[[Callable[..., Any]], tf.data.Dataset]
     iterator = iter(_without_prefetch(build_dataset(gen)))
     for _ in range(50):
         next(iterator)
-    time.sleep(0.5)  # let the generators run as far ahead as they can
+    time.sleep(0.2)  # let the generators run as far ahead as they can
     del iterator
     return len(pulled) - 50
 
 
-@pytest.mark.parametrize(("chunk", "shards"), [(8, 1), (8, 3), (3, 2)])
+@pytest.mark.parametrize(("chunk", "shards"), [(8, 1), (3, 2)])
 def test_finding_9_run_ahead_is_bounded_as_documented(chunk, shards):
     """Chunked: less than a chunk. Sharded: the chunk being consumed plus 2 per shard."""
     assert _pulled_ahead(lambda gen: tf.data.Dataset.from_generator(gen, output_signature=I64)) == 0
@@ -673,7 +673,7 @@ def _dataset(kind: str) -> tf.data.Dataset:
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # plain 1e300
-@settings(max_examples=25)
+@settings(max_examples=20)
 @given(
     items=st.lists(_item, max_size=12),
     kind=st.sampled_from(
