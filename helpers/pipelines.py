@@ -324,9 +324,23 @@ def _chunk_dataset(
 def _split(chunks: tf.data.Dataset, plan: _chunks.Plan, batch_size: int | None) -> tf.data.Dataset:
     """Splits chunks into elements, or regroups them into batches of ``batch_size``."""
     if not plan.shaped:
-        return chunks.unbatch() if batch_size is None else chunks.rebatch(batch_size)
-    elements = chunks.unbatch().map(plan.densify)
+        return _unbatch(chunks) if batch_size is None else chunks.rebatch(batch_size)
+    elements = _unbatch(chunks).map(plan.densify)
     return elements if batch_size is None else elements.ragged_batch(batch_size)
+
+
+def _unbatch(chunks: tf.data.Dataset) -> tf.data.Dataset:
+    """``chunks.unbatch()``, except where ``unbatch`` would crash the process.
+
+    ``unbatch`` segfaults (TensorFlow 2.20 and 2.21) on a component whose rows hold no values, such
+    as a chunk of shape ``(n, 0)``; ``flat_map(from_tensor_slices)`` splits those correctly.
+    """
+    shapes = [spec.shape for spec in tf.nest.flatten(chunks.element_spec)]
+    if not any(0 in shape[1:] for shape in shapes if shape.rank is not None):
+        return chunks.unbatch()
+    if isinstance(chunks.element_spec, tuple):  # flat_map passes a tuple's parts as arguments
+        return chunks.flat_map(lambda *parts: tf.data.Dataset.from_tensor_slices(parts))
+    return chunks.flat_map(tf.data.Dataset.from_tensor_slices)
 
 
 def _checked_elements(

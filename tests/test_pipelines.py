@@ -103,6 +103,26 @@ def test_empty_generator_gives_empty_dataset():
     assert as_numpy(got) == []
 
 
+@pytest.mark.parametrize("shape", [(0,), (2, 0), (0, 3)])
+def test_components_with_no_values_come_out_as_from_generator_gives_them(shape):
+    # tf.data's unbatch() segfaults on chunks of shape (n, 0) (TensorFlow 2.20 and 2.21).
+    signature = (tf.TensorSpec(shape, tf.uint8), tf.TensorSpec((), tf.int64))
+
+    def gen():
+        for index in range(5):
+            yield np.zeros(shape, np.uint8), index
+
+    for chunk_size in (1, 3):
+        got = pipelines.chunked_from_generator(
+            gen, output_signature=signature, chunk_size=chunk_size
+        )
+        assert_datasets_equal(got, plain(gen, signature))
+    sharded = pipelines.sharded_from_generator(
+        lambda index, count: gen(), output_signature=signature, num_shards=2
+    )
+    assert sorted(int(label) for _, label in sharded) == sorted(2 * list(range(5)))
+
+
 def test_single_spec_signature():
     signature = tf.TensorSpec((2,), tf.int64)
 
