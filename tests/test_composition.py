@@ -165,22 +165,13 @@ def test_chunked_from_generator_and_checked_take_the_inferred_signature(elements
     guarded = tf.data.Dataset.from_generator(
         signatures.checked(gen, signature), output_signature=signature
     )
-    datasets = [guarded]
-    if not _has_empty_dense_leaf(elements):  # see test_chunked_zero_size_component
-        datasets.append(
-            pipelines.chunked_from_generator(gen, output_signature=signature, chunk_size=2)
-        )
-    for dataset in datasets:
+    chunked = pipelines.chunked_from_generator(gen, output_signature=signature, chunk_size=2)
+    for dataset in (guarded, chunked):
         assert dataset.element_spec == signature
         got = list(dataset)
         assert len(got) == len(elements)
         for read, original in zip(got, elements, strict=True):
             _assert_same(read, original)
-
-
-def _has_empty_dense_leaf(elements: list[Any]) -> bool:
-    leaves = tf.nest.flatten(elements)
-    return any(isinstance(v, np.ndarray) and v.size == 0 for v in leaves)
 
 
 ZERO_SIZE = """
@@ -196,12 +187,8 @@ print([element.shape for element in dataset])
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="chunked_from_generator crashes the process (SIGSEGV) on a component with zero "
-    "elements, such as shape (0,); from_generator yields it. Reported to the pipelines owner.",
-)
 def test_chunked_zero_size_component():
+    # Crashed the process (SIGSEGV) before ac8e6a8; run in a subprocess so a regression fails here.
     result = subprocess.run(
         [sys.executable, "-c", ZERO_SIZE],
         capture_output=True,
