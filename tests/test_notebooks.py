@@ -11,6 +11,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -45,6 +46,11 @@ ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 def repository_url() -> str:
     with open(ROOT / "pyproject.toml", "rb") as file:
         return tomllib.load(file)["project"]["urls"]["Repository"].rstrip("/")
+
+
+def package_version() -> str:
+    with open(ROOT / "pyproject.toml", "rb") as file:
+        return tomllib.load(file)["project"]["version"]
 
 
 def colab_url(path: Path) -> str:
@@ -118,8 +124,10 @@ def test_setup_section_installs_this_repository_on_colab_only(path: Path):
     text = source(setup)
     assert setup["cell_type"] == "code", f"{path.name}: the cell after '## Setup' must be code"
     assert 'if "google.colab" in sys.modules:' in text
-    assert f'%pip install -q "git+{repository_url()}"' in text, (
-        f"{path.name}: the Colab install cell must install git+{repository_url()}"
+    release = f"git+{repository_url()}@v{package_version()}"
+    assert f'%pip install -q "{release}"' in text, (
+        f"{path.name}: the Colab install cell must install the release matching pyproject's "
+        f"version, {release} (see DEVELOPERS.md, Releases)"
     )
     assert 'os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"' in text
     earlier = "".join(
@@ -190,3 +198,27 @@ def test_readme_lists_notebook_with_badge(path: Path):
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert f"notebooks/{path.name}" in readme, f"README.md does not link notebooks/{path.name}"
     assert colab_url(path) in readme, f"README.md has no Colab badge for {path.name}"
+
+
+def heading_anchors(path: Path) -> set[str]:
+    """Anchors JupyterLab and nbconvert give a notebook's headings (inline markup dropped)."""
+    anchors = set()
+    for cell in load(path)["cells"]:
+        if cell["cell_type"] != "markdown":
+            continue
+        for line in source(cell).splitlines():
+            heading = re.match(r"#{1,6}\s+(.*)", line)
+            if heading:
+                text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading.group(1).strip())
+                anchors.add(text.replace("`", "").replace("*", "").replace(" ", "-"))
+    return anchors
+
+
+def test_readme_section_links_point_at_existing_headings():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\(notebooks/(\d\d_[a-z0-9_]+\.ipynb)#([^)\s]+)\)", readme)
+    assert links, "README.md links no notebook section"
+    for name, anchor in links:
+        assert unquote(anchor) in heading_anchors(NOTEBOOK_DIR / name), (
+            f"README.md links {name}#{anchor}, which is no heading of that notebook"
+        )
