@@ -80,7 +80,7 @@ test-colab: $(COLAB_STAMP)
 	$(CBIN)/python -m pip install --quiet --no-deps --force-reinstall -c requirements-colab.txt .
 	$(CBIN)/python -c "import sys, tensorflow as tf, keras, numpy, matplotlib; print('Python', sys.version.split()[0], '| TensorFlow', tf.__version__, '| Keras', keras.__version__, '| NumPy', numpy.__version__, '| Matplotlib', matplotlib.__version__)"
 	cd /tmp && $(abspath $(CBIN))/python -c "import helpers, pathlib; assert 'site-packages' in str(pathlib.Path(helpers.__file__)), helpers.__file__"
-	$(CBIN)/pytest
+	$(CBIN)/pytest tests notebooks  # against the installed copy; helpers/' doctests run in make test
 
 execute: venv
 	for nb in $(NB); do echo "executing $$nb"; $(EXECUTE) "$$nb" || exit 1; done
