@@ -505,6 +505,10 @@ class Plan:
         self._widths = [len(column.chunk_specs()) for column in template]
         self._template = template
         self.shaped = any(isinstance(column, ShapedColumn) for column in template)
+        # Rank-1 leaves (shape (None,)) need no explicit shapes: ragged rows are exact for them.
+        self.rows_are_exact = all(
+            len(column.shape) == 1 for column in template if isinstance(column, ShapedColumn)
+        )
 
     def columns(self) -> list[Column]:
         """Fresh collectors for one pass."""
@@ -520,6 +524,17 @@ class Plan:
         for column, width in zip(self._template, self._widths, strict=True):
             leaves.append(column.pack(parts[position : position + width]))
             position += width
+        return tf.nest.pack_sequence_as(self.signature, leaves)
+
+    def ragged_rows(self, *chunk: Any) -> Any:
+        """Map function: a chunk with every shaped leaf as its ragged rows (rank-1 leaves only)."""
+        value = chunk[0] if len(chunk) == 1 else chunk
+        leaves, flat = [], iter(tf.nest.flatten(value, expand_composites=False))
+        for column in self._template:
+            rows = next(flat)
+            if isinstance(column, ShapedColumn):
+                next(flat)  # the explicit shapes, not needed for rank-1 leaves
+            leaves.append(rows)
         return tf.nest.pack_sequence_as(self.signature, leaves)
 
     def densify(self, *element: Any) -> Any:

@@ -325,6 +325,8 @@ def _split(chunks: tf.data.Dataset, plan: _chunks.Plan, batch_size: int | None) 
     """Splits chunks into elements, or regroups them into batches of ``batch_size``."""
     if not plan.shaped:
         return _unbatch(chunks) if batch_size is None else chunks.rebatch(batch_size)
+    if batch_size is not None and plan.rows_are_exact:  # ragged batches straight from the chunks
+        return chunks.map(plan.ragged_rows).rebatch(batch_size)
     elements = _unbatch(chunks).map(plan.densify)
     return elements if batch_size is None else elements.ragged_batch(batch_size)
 

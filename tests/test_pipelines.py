@@ -123,6 +123,25 @@ def test_components_with_no_values_come_out_as_from_generator_gives_them(shape):
     assert sorted(int(label) for _, label in sharded) == sorted(2 * list(range(5)))
 
 
+@pytest.mark.parametrize("chunk_size, batch_size", [(4, 3), (256, 256), (5, 10)])
+def test_variable_length_rows_batch_like_ragged_batch(chunk_size, batch_size):
+    signature = (tf.TensorSpec((None,), tf.int32), tf.TensorSpec((), tf.int64))
+    lengths = [3, 0, 1, 0, 0, 7, 2, 5, 0, 4, 1, 6]
+
+    def gen():
+        for index, length in enumerate(lengths):
+            yield np.arange(length, dtype=np.int32) + index, index
+
+    got = pipelines.chunked_from_generator(
+        gen, output_signature=signature, chunk_size=chunk_size, batch_size=batch_size
+    )
+    want = plain(gen, signature).ragged_batch(batch_size)
+    assert got.element_spec == want.element_spec
+    for (tokens, labels), (want_tokens, want_labels) in zip(got, want, strict=True):
+        assert tokens.to_list() == want_tokens.to_list()
+        assert labels.numpy().tolist() == want_labels.numpy().tolist()
+
+
 def test_single_spec_signature():
     signature = tf.TensorSpec((2,), tf.int64)
 
