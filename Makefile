@@ -65,7 +65,9 @@ test: venv
 # A second venv with Google Colab's versions (requirements-colab.txt) and the newest Python TensorFlow 2.20
 # supports. Colab's own packages first, then this repository's package on top, non-editable, as the notebooks'
 # Setup cell installs it (the pins make pip refuse to replace any of Colab's versions).
-COLAB_PYTHON ?= $(shell command -v python3.13 || command -v python3)
+# The first interpreter that really runs (a pyenv shim may exist without its version being active).
+COLAB_PYTHON_CANDIDATES := python3.13 $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13) python3.12 python3
+COLAB_PYTHON ?= $(firstword $(foreach p,$(COLAB_PYTHON_CANDIDATES),$(shell $(p) -c "import sys; print(sys.executable)" 2>/dev/null)))
 COLAB_VENV := .venv-colab
 CBIN := $(COLAB_VENV)/bin
 COLAB_STAMP := $(COLAB_VENV)/.installed
