@@ -58,6 +58,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from helpers._nest import ROOT, join_key, join_position
+
 __all__ = [
     "SignatureError",
     "check_element",
@@ -67,8 +69,6 @@ __all__ = [
     "require_generator_function",
 ]
 
-ROOT = "<root>"
-"""The path of an element that is a single tensor rather than a tuple or dict."""
 
 _STRING_TYPES = (str, bytes, np.str_, np.bytes_)
 _RATIONAL_TYPES = (decimal.Decimal, fractions.Fraction)
@@ -90,17 +90,6 @@ class SignatureError(TypeError):
 # --------------------------------------------------------------------------------------------
 
 
-def _join_position(path: str, position: int) -> str:
-    """Appends a tuple position to a path: ``[1]``."""
-    return ("" if path == ROOT else path) + f"[{position}]"
-
-
-def _join_key(path: str, key: Any) -> str:
-    """Appends a dict key to a path: ``['image']`` for str and bytes keys, ``[key=1]`` otherwise."""
-    step = repr(key) if isinstance(key, (str, bytes)) else f"key={key!r}"
-    return ("" if path == ROOT else path) + f"[{step}]"
-
-
 def _is_structure(value: Any) -> bool:
     """True for what ``from_generator`` treats as a structure: tuples and dicts, not lists."""
     return isinstance(value, (tuple, dict))
@@ -120,10 +109,10 @@ def _leaves(signature: Any, path: str = ROOT) -> Iterator[tuple[str, Any]]:
     """Yields ``(path, spec)`` for every leaf of a signature, in ``tf.nest`` order."""
     if isinstance(signature, dict):
         for key in _sorted_keys(signature, path):
-            yield from _leaves(signature[key], _join_key(path, key))
+            yield from _leaves(signature[key], join_key(path, key))
     elif isinstance(signature, tuple):
         for position, item in enumerate(signature):
-            yield from _leaves(item, _join_position(path, position))
+            yield from _leaves(item, join_position(path, position))
     else:
         yield path, signature
 
@@ -696,10 +685,10 @@ def _walk(element: Any, signature: Any, path: str, prefix: str, mode: tuple[bool
         _check_structure(element, signature, where)
         if isinstance(signature, dict):
             for key in _sorted_keys(signature, where):
-                _walk(element[key], signature[key], _join_key(path, key), prefix, mode)
+                _walk(element[key], signature[key], join_key(path, key), prefix, mode)
         else:
             for position, (item, spec) in enumerate(zip(element, signature, strict=True)):
-                _walk(item, spec, _join_position(path, position), prefix, mode)
+                _walk(item, spec, join_position(path, position), prefix, mode)
         return
     strict, tensor_mode = mode
     try:
@@ -987,16 +976,14 @@ def _sample_tree(sample: Any, where: str, path: str = ROOT) -> Any:
         return _leaf_spec(sample, here)
     if isinstance(sample, dict):
         keys = _sorted_keys(sample, here)
-        return {key: _sample_tree(sample[key], where, _join_key(path, key)) for key in keys}
+        return {key: _sample_tree(sample[key], where, join_key(path, key)) for key in keys}
     if isinstance(sample, Mapping):
         raise SignatureError(
             f"{here}: got a {type(sample).__name__}, a Mapping that is not a dict; from_generator "
             "accepts only dict (and its subclasses) as a structure: yield dict(...)"
         )
     if isinstance(sample, tuple):
-        items = [
-            _sample_tree(item, where, _join_position(path, i)) for i, item in enumerate(sample)
-        ]
+        items = [_sample_tree(item, where, join_position(path, i)) for i, item in enumerate(sample)]
         return _rebuild(sample, items)
     return _leaf_spec(sample, here)
 
@@ -1070,12 +1057,12 @@ def _merge(first: Any, other: Any, where: str, path: str = ROOT) -> Any:
             or first.keys() != other.keys()
         ):
             raise SignatureError(f"{here}: {_tree_kind(first)} versus {_tree_kind(other)}")
-        return {key: _merge(first[key], other[key], where, _join_key(path, key)) for key in first}
+        return {key: _merge(first[key], other[key], where, join_key(path, key)) for key in first}
     if isinstance(first, tuple) or isinstance(other, tuple):
         if type(first) is not type(other) or len(first) != len(other):
             raise SignatureError(f"{here}: {_tree_kind(first)} versus {_tree_kind(other)}")
         items = [
-            _merge(a, b, where, _join_position(path, i))
+            _merge(a, b, where, join_position(path, i))
             for i, (a, b) in enumerate(zip(first, other, strict=True))
         ]
         return _rebuild(first, items)
