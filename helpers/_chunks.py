@@ -23,9 +23,11 @@ a verdict never depends on the neighbours of a value.
 from __future__ import annotations
 
 import functools
+import math
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -37,6 +39,12 @@ from helpers import signatures
 __all__ = ["ChunkIterator", "Plan", "ShardedChunks", "supported"]
 
 _SCALAR_TYPES = (int, float, bool)
+_ALIGNMENT = 64  # bytes; see _aligned_empty
+_AUTO_MAX_BYTES = 2 * 1024 * 1024  # an automatic chunk grows while its data stays within this
+_AUTO_MAX_ROWS = 4096  # ... and within this many elements
+_SHARD_MAX_BYTES = 8 * 1024 * 1024  # a default shard chunk shrinks while its data is over this
+_SHARD_MIN_ROWS = 16  # ... down to this many elements
+_CLOCK_EVERY = 32  # elements between looks at the clock when a chunk's fill time is limited
 
 
 class MismatchError(Exception):
@@ -49,6 +57,40 @@ def supported(signature: Any) -> bool:
         type(leaf) is tf.TensorSpec and leaf.shape.rank is not None
         for leaf in tf.nest.flatten(signature)
     )
+
+
+def auto_chunk_size(signature: Any, batch_size: int | None) -> int:
+    """The chunk size of ``chunked_from_generator`` when none is given.
+
+    ``batch_size`` (or 256), doubled for small elements: each chunk costs a fixed ≈0.2 ms (a call
+    from TensorFlow into Python, then tf.data work), so the size doubles while a chunk of
+    fixed-shape elements stays within 2 MiB and 4096 elements. Unknown dimensions: no doubling.
+    """
+    size = batch_size or 256
+    row_bytes = _row_bytes(signature)
+    while row_bytes and size * 2 <= _AUTO_MAX_ROWS and size * 2 * row_bytes <= _AUTO_MAX_BYTES:
+        size *= 2
+    return size
+
+
+def auto_shard_chunk_size(signature: Any) -> int:
+    """The chunk size of ``sharded_from_generator`` when none is given.
+
+    256, halved for large elements while a chunk is over 8 MiB (down to 16): every shard holds up
+    to three chunks, so 16 shards of 224x224x3 images in chunks of 256 would hold 1.2 GB.
+    """
+    size, row_bytes = 256, _row_bytes(signature) or 0
+    while size > _SHARD_MIN_ROWS and size * row_bytes > _SHARD_MAX_BYTES:
+        size //= 2
+    return size
+
+
+def _row_bytes(signature: Any) -> int | None:
+    """Bytes of one element of fixed-shape leaves, or None if a dimension is unknown."""
+    specs = tf.nest.flatten(signature)
+    if not all(spec.shape.is_fully_defined() for spec in specs):
+        return None
+    return sum(spec.shape.num_elements() * spec.dtype.size for spec in specs)
 
 
 def fits(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -90,9 +132,11 @@ class BufferPool:
 
     A fresh multi-megabyte array per chunk is costly: large allocations are served by fresh,
     zero-filled pages from the operating system, especially after ``from_generator`` lowered the
-    process's malloc trim threshold. TensorFlow may wrap a yielded array without copying it, and
-    then holds a reference until the tensor is freed, so an array is reused only when its
-    reference count shows that the pool is its sole owner.
+    process's malloc trim threshold. The arrays start at a 64-byte boundary, which lets
+    ``from_generator`` wrap a yielded array as a tensor without copying it (it copies arrays
+    NumPy allocates, which start 16 bytes past a boundary); TensorFlow then holds a reference
+    until the tensor is freed, so an array is reused only when the reference counts of the array
+    and of the memory it views show that the pool is their sole owner.
     """
 
     def __init__(self, capacity: int = 4) -> None:
@@ -101,13 +145,13 @@ class BufferPool:
         self._capacity = capacity
         self._owned = self._baseline()
 
-    def _counts(self) -> list[int]:
-        """Reference counts of the pooled arrays, always taken the same way."""
-        return [sys.getrefcount(array) for array in self._arrays]
+    def _counts(self) -> list[tuple[int, int]]:
+        """Reference counts of each pooled array and of its memory, always taken the same way."""
+        return [(sys.getrefcount(array), sys.getrefcount(array.base)) for array in self._arrays]
 
-    def _baseline(self) -> int:
+    def _baseline(self) -> tuple[int, int]:
         """What ``_counts`` reports for an array only the pool holds (measured, not guessed)."""
-        self._arrays.append(np.empty(0))
+        self._arrays.append(_aligned_empty((1,), np.dtype(np.uint8)))
         owned = self._counts()[0]
         self._arrays.clear()
         return owned
@@ -117,10 +161,22 @@ class BufferPool:
         for array, count in zip(self._arrays, self._counts(), strict=True):
             if count <= self._owned and array.shape == shape and array.dtype == dtype:
                 return array
-        array = np.empty(shape, dtype)
+        array = _aligned_empty(shape, dtype)
         if len(self._arrays) < self._capacity:
             self._arrays.append(array)
         return array
+
+
+def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """``np.empty(shape, dtype)`` whose data starts at a multiple of 64 bytes.
+
+    64 is Eigen's largest alignment (``EIGEN_MAX_ALIGN_BYTES``), the one TensorFlow requires of a
+    NumPy array it wraps without copying. The result is a view; its ``base`` owns the memory.
+    """
+    size = math.prod(shape) * dtype.itemsize
+    memory = np.empty(size + _ALIGNMENT, np.uint8)
+    start = -memory.ctypes.data % _ALIGNMENT
+    return memory[start : start + size].view(dtype).reshape(shape)
 
 
 # --------------------------------------------------------------------------- columns
@@ -445,9 +501,10 @@ def _writer_source(signature: Any, columns: Sequence[Column]) -> tuple[str, tupl
             )
             writes += [f"        if {test}:", f"            b{i}[row] = v"]
         elif isinstance(column, ScalarColumn):
-            lines.append(f"    r{i} = c{i}.rows")
+            lines.append(f"    r{i}, t{i} = c{i}.rows, c{i}.dtype.type")
             python_type = {"b": "bool", "f": "float"}.get(column.dtype.kind, "int")
-            writes += [f"        if type(v) is {python_type}:", f"            r{i}[row] = v"]
+            test = f"type(v) is {python_type} or type(v) is t{i}"  # or the dtype's NumPy scalar
+            writes += [f"        if {test}:", f"            r{i}[row] = v"]
         else:
             writes.append(f"        put{i}(row, v)")
             continue
@@ -487,10 +544,15 @@ def _lenient_values(element: Any, signature: Any) -> list[Any]:
 class Plan:
     """Everything derived once from a signature of ``tf.TensorSpec`` leaves."""
 
-    def __init__(self, signature: Any, chunk_size: int) -> None:
-        """Derives the plan for ``signature`` and chunks of ``chunk_size`` elements."""
+    def __init__(self, signature: Any, chunk_size: int, fill_limit_s: float | None = None) -> None:
+        """Derives the plan for ``signature`` and chunks of ``chunk_size`` elements.
+
+        With ``fill_limit_s``, a chunk is handed over early, with the elements it has, once
+        filling it has taken that long (checked every few elements).
+        """
         self.signature = signature
         self.chunk_size = chunk_size
+        self.fill_limit_s = fill_limit_s
         self.specs: list[tf.TensorSpec] = tf.nest.flatten(signature)
         template = [_column(spec, 1) for spec in self.specs]
         self.writer_source, keys = _writer_source(signature, template)
@@ -605,7 +667,11 @@ class ChunkIterator:
         self.failed_pulls = set()
         write = self.plan.make_writer(self.columns)
         iterator = self.iterator
+        limit = self.plan.fill_limit_s
+        deadline = math.inf if limit is None else time.perf_counter() + limit
         for row in range(self.plan.chunk_size):
+            if row % _CLOCK_EVERY == _CLOCK_EVERY - 1 and time.perf_counter() > deadline:
+                return row
             try:
                 element = next(iterator)
             except StopIteration:

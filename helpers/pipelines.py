@@ -62,6 +62,7 @@ from helpers import _chunks, signatures
 __all__ = ["chunked_from_generator", "sharded_from_generator", "usable_cores"]
 
 GeneratorFn = Callable[..., Iterable[Any]]
+_AUTO_FILL_LIMIT_S = 0.1  # a default-sized chunk is handed over after this long filling it
 
 
 def chunked_from_generator(
@@ -72,7 +73,7 @@ def chunked_from_generator(
     output_signature: Any = None,
     name: str | None = None,
     *,
-    chunk_size: int = 256,
+    chunk_size: int | None = None,
     batch_size: int | None = None,
 ) -> tf.data.Dataset:
     """``tf.data.Dataset.from_generator``, with elements sent to TensorFlow a chunk at a time.
@@ -105,7 +106,10 @@ def chunked_from_generator(
             to tensors and back, so strings arrive as ``bytes``).
         output_signature: A nest (tuples, dicts) of ``tf.TensorSpec``, one per component.
         name: A name for the tf.data operations, as in ``from_generator``.
-        chunk_size: Elements per chunk; the main speed knob (256 is a good default).
+        chunk_size: Elements per chunk, the main speed knob. By default ``batch_size`` (or
+            256), doubled while a chunk of small fixed-shape elements stays within 2 MiB and
+            4096 elements; a default-sized chunk is also handed over early, with the elements it
+            has, once filling it took 0.1 s, so a slow generator's data is not held back.
         batch_size: If given, the dataset yields batches of this size instead of elements.
 
     Returns:
@@ -128,12 +132,16 @@ def chunked_from_generator(
         [[0, 1], [2]]
     """
     signatures.require_generator_function(generator, "chunked_from_generator()")
-    chunk_size = _count("chunk_size", chunk_size)
+    chunk_size = None if chunk_size is None else _count("chunk_size", chunk_size)
     batch_size = None if batch_size is None else _count("batch_size", batch_size)
     signature = _signature(generator, output_types, output_shapes, args, output_signature, name)
     if not _chunks.supported(signature):
         return _batched(_checked_elements(generator, signature, args, name), batch_size)
-    plan = _chunks.Plan(signature, chunk_size)
+    if chunk_size is None:
+        size = _chunks.auto_chunk_size(signature, batch_size)
+        plan = _chunks.Plan(signature, size, fill_limit_s=_AUTO_FILL_LIMIT_S)
+    else:
+        plan = _chunks.Plan(signature, chunk_size)
     return _split(_chunk_dataset(generator, plan, args, name), plan, batch_size)
 
 
@@ -146,7 +154,7 @@ def sharded_from_generator(
     name: str | None = None,
     *,
     num_shards: int,
-    chunk_size: int = 256,
+    chunk_size: int | None = None,
     batch_size: int | None = None,
     deterministic: bool = True,
 ) -> tf.data.Dataset:
@@ -188,7 +196,8 @@ def sharded_from_generator(
         output_signature: A nest (tuples, dicts) of ``tf.TensorSpec``.
         name: A name for the tf.data operations, as in ``from_generator``.
         num_shards: Number of generators run side by side.
-        chunk_size: Elements per chunk (``1`` sends elements one by one).
+        chunk_size: Elements per chunk (``1`` sends elements one by one). By default 256,
+            halved for large elements while a chunk is over 8 MiB (down to 16).
         batch_size: If given, the dataset yields batches of this size instead of elements.
         deterministic: Keep the round-robin order above (True) or yield whatever is ready.
 
@@ -203,7 +212,7 @@ def sharded_from_generator(
     """
     signatures.require_generator_function(generator, "sharded_from_generator()")
     num_shards = _count("num_shards", num_shards)
-    chunk_size = _count("chunk_size", chunk_size)
+    chunk_size = None if chunk_size is None else _count("chunk_size", chunk_size)
     batch_size = None if batch_size is None else _count("batch_size", batch_size)
     extra = tuple(args) if args is not None else ()
     signature = _signature(
@@ -213,7 +222,7 @@ def sharded_from_generator(
         return _sharded_checked_elements(
             generator, signature, extra, name, num_shards, batch_size, deterministic
         )
-    plan = _chunks.Plan(signature, chunk_size)
+    plan = _chunks.Plan(signature, chunk_size or _chunks.auto_shard_chunk_size(signature))
 
     def shards(count: Any, *call_args: Any) -> _chunks.ShardedChunks:
         def chunks(index: int) -> _chunks.ChunkIterator:

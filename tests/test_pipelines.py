@@ -574,6 +574,93 @@ def test_large_chunks_stay_correct_while_earlier_outputs_are_alive():
         np.testing.assert_array_equal(got, data)
 
 
+def test_chunk_arrays_start_on_64_byte_boundaries_so_tensorflow_need_not_copy_them():
+    array = _chunks._aligned_empty((5, 7, 3), np.dtype(np.float32))
+    assert array.ctypes.data % 64 == 0
+    assert (array.shape, array.dtype, array.flags.writeable) == ((5, 7, 3), np.float32, True)
+    assert _chunks._aligned_empty((0, 3), np.dtype(np.int64)).shape == (0, 3)
+
+
+def test_buffer_pool_keeps_an_array_while_a_slice_of_it_is_alive():
+    pool = _chunks.BufferPool(capacity=1)
+    first = pool.get((4, 2), np.dtype(np.float32))
+    memory = id(first.base)
+    piece = first[1:3]  # a chunk piece: its base is the memory, not ``first``
+    del first
+    assert id(pool.get((4, 2), np.dtype(np.float32)).base) != memory
+    del piece
+    assert id(pool.get((4, 2), np.dtype(np.float32)).base) == memory
+
+
+def test_chunk_pieces_around_a_bad_element_stay_correct_while_all_outputs_are_alive():
+    data = np.random.default_rng(4).random((70, 128, 128), dtype=np.float32)
+    signature = tf.TensorSpec((128, 128), tf.float32)
+
+    def gen():
+        for index, row in enumerate(data):
+            yield row if index % 9 != 5 else row[:3]  # every 9th from 5 has the wrong shape
+
+    plain = tf.data.Dataset.from_generator(gen, output_signature=signature)
+    expected = {  # ``batch`` drops the elements it had gathered when an error reaches it
+        None: data[np.arange(70) % 9 != 5],
+        8: np.concatenate([batch.numpy() for batch in plain.batch(8).ignore_errors()]),
+    }
+    for batch_size, want in expected.items():
+        dataset = pipelines.chunked_from_generator(
+            gen, output_signature=signature, chunk_size=8, batch_size=batch_size
+        )
+        kept = list(dataset.ignore_errors())  # every output tensor stays alive
+        got = np.concatenate([np.reshape(t.numpy(), (-1, 128, 128)) for t in kept])
+        np.testing.assert_array_equal(got, want)
+
+
+# ---------------------------------------------------------------- default chunk sizes
+
+
+@pytest.mark.parametrize(
+    ("signature", "batch_size", "expected"),
+    [
+        (tf.TensorSpec((), tf.int64), None, 4096),
+        (tf.TensorSpec((), tf.int64), 100, 3200),
+        ({"a": tf.TensorSpec((36,), tf.float32), "y": tf.TensorSpec((), tf.int32)}, 256, 4096),
+        ((tf.TensorSpec((28, 28, 3), tf.float32), tf.TensorSpec((), tf.int32)), 256, 256),
+        (tf.TensorSpec((224, 224, 3), tf.uint8), 32, 32),
+        (tf.TensorSpec((1024,), tf.float32), 256, 512),
+        (tf.TensorSpec((None,), tf.int32), 256, 256),
+    ],
+)
+def test_default_chunk_grows_for_small_fixed_shape_elements(signature, batch_size, expected):
+    assert _chunks.auto_chunk_size(signature, batch_size) == expected
+
+
+@pytest.mark.parametrize(
+    ("signature", "expected"),
+    [
+        (tf.TensorSpec((), tf.int64), 256),
+        (tf.TensorSpec((None, 3), tf.float32), 256),
+        ((tf.TensorSpec((224, 224, 3), tf.uint8), tf.TensorSpec((), tf.int32)), 32),
+        (tf.TensorSpec((4096, 4096), tf.float32), 16),
+    ],
+)
+def test_default_shard_chunk_shrinks_for_large_elements(signature, expected):
+    assert _chunks.auto_shard_chunk_size(signature) == expected
+
+
+def test_a_chunk_with_a_fill_time_limit_is_handed_over_early_and_nothing_is_lost():
+    plan = _chunks.Plan(tf.TensorSpec((), tf.int64), 256, fill_limit_s=0.0)  # over at first look
+    pieces = list(_chunks.ChunkIterator(plan, iter(range(100))))
+    clock = _chunks._CLOCK_EVERY - 1  # rows filled before the first look at the clock
+    assert [len(piece[0]) for piece in pieces] == [clock, clock, clock, 100 - 3 * clock]
+    assert np.concatenate([piece[0] for piece in pieces]).tolist() == list(range(100))
+
+
+def test_default_chunks_deliver_exact_batches():
+    dataset = pipelines.chunked_from_generator(
+        lambda: iter(range(1000)), output_signature=tf.TensorSpec((), tf.int64), batch_size=256
+    )
+    assert [len(batch) for batch in dataset] == [256, 256, 256, 232]
+
+
 # ---------------------------------------------------------------- generators reusing buffers
 
 
