@@ -16,11 +16,12 @@ All stages consume batches of 256 with a Python ``for`` loop, as training would:
 1. ``generator``: the user's per-element generator alone, in plain Python (no TensorFlow).
 2. ``plain copy``: a hand-written loop copying each leaf into preallocated chunk arrays (the
    least Python must do per element), without TensorFlow.
-3. ``helper python``: the helper's chunk generator (copying into chunk arrays, checks), in
+3. ``helper python``: the helper's chunk iterator (copying into chunk arrays, checks), in
    plain Python, without TensorFlow.
-4. ``ready chunks``: ``from_generator`` over chunks that already exist (a list of NumPy tuples),
-   then the helper's ``map(pack)`` and ``rebatch(256)``: TensorFlow's per-chunk hand-over and its
-   per-batch work, with no per-element Python at all.
+4. ``ready chunks``: ``from_generator`` over chunks that already exist (a list of NumPy tuples,
+   of the size the helper picks for the element: 4096 small dicts, 256 images), then the helper's
+   ``map(pack)`` and ``rebatch(256)``: TensorFlow's per-chunk hand-over and its per-batch work,
+   with no per-element Python at all.
 5. ``ready chunks, no rebatch``: the same without ``rebatch`` (chunks are already 256 long),
    and ``..., prefetch``: the same with ``prefetch(1)`` instead of ``rebatch``;
    ``ready chunks of 1024``: chunks of 1024 elements, ``rebatch(256)``.
@@ -87,19 +88,17 @@ def generator_fn(element_at: Callable[[int], Any]) -> Callable[[], Iterator[Any]
 
 
 def helper_chunks(
-    signature: Any, generate: Callable[[], Iterator[Any]], size: int = BATCH
+    signature: Any, generate: Callable[[], Iterator[Any]], size: int | None = None
 ) -> Callable[[], Any]:
-    """The helper's Python chunk generator and its chunk signature.
+    """The helper's Python chunk iterator (private ``helpers._chunks``), as a function to call.
 
-    This reaches into private parts of ``helpers.pipelines`` as of commit 90b44b2 (``_Plan``,
-    ``_chunks``); if they have changed, the stages that need them are reported as skipped.
+    ``size`` defaults to the chunk size ``chunked_from_generator(batch_size=256)`` picks.
     """
-    from helpers import pipelines
+    from helpers import _chunks
 
-    private = vars(pipelines)
-    if not callable(private.get("_Plan")) or not callable(private.get("_chunks")):
-        raise AttributeError("helpers.pipelines no longer has _Plan and _chunks (see 90b44b2)")
-    return private["_chunks"](generate, private["_Plan"](signature), size, False)
+    chunk_size = size or _chunks.auto_chunk_size(signature, BATCH)
+    plan = _chunks.Plan(signature, chunk_size)
+    return lambda: _chunks.ChunkIterator(plan, iter(generate()))
 
 
 def timed(passes: int, run: Callable[[], int]) -> tuple[float, float]:
@@ -136,7 +135,7 @@ def stage(name: str, kind: str, passes: int, seconds: float) -> tuple[float, flo
     """Runs one stage: (wall, CPU) µs per element, or just runs for ``seconds`` if given."""
     import tensorflow as tf
 
-    from helpers import pipelines
+    from helpers import _chunks, pipelines
 
     signature, columns, element_at = make_element(kind)
     generate = generator_fn(element_at)
@@ -146,11 +145,13 @@ def stage(name: str, kind: str, passes: int, seconds: float) -> tuple[float, flo
         return timed(passes, lambda: plain_copy(signature, generate))
     if name == "helper python":
         chunks = helper_chunks(signature, generate)
-        return timed(passes, lambda: consume_python(chunks, BATCH))
+        return timed(passes, lambda: sum(len(chunk[0]) for chunk in chunks()))
     if name.startswith("ready chunks"):
         size = 4 * BATCH if name.startswith("ready chunks of 1024") else BATCH
-        ready = list(helper_chunks(signature, generate, size)())  # checks the private API
-        plan = vars(pipelines)["_Plan"](signature)
+        if name == "ready chunks":  # the size the helper picks for this element
+            size = _chunks.auto_chunk_size(signature, BATCH)
+        ready = list(helper_chunks(signature, generate, size)())
+        plan = _chunks.Plan(signature, size)
         dataset = tf.data.Dataset.from_generator(
             lambda: iter(ready), output_signature=plan.chunk_signature
         ).map(plan.pack)
