@@ -5,7 +5,8 @@ one value. A path names a leaf the way :mod:`helpers.signatures` prints it: ``[1
 of a tuple, ``['image']`` is the str key ``"image"`` (a bytes key is shown as its ``repr`` too),
 ``[key=1]`` is any other dict key (the int key 1, never to be confused with position ``[1]``), and
 ``<root>`` is an element that is a single tensor. :func:`leaves` walks a signature in ``tf.nest``
-order (dict keys sorted).
+order (dict keys sorted); :func:`check_structure` checks one tuple or dict of an element against
+its signature node with ``from_generator``'s rules.
 
 Example:
     >>> join_key(join_position(ROOT, 0), "image")
@@ -19,10 +20,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from helpers._errors import SignatureError
+from helpers._errors import SignatureError, describe_value
 
 __all__ = [
     "ROOT",
+    "check_structure",
     "is_namedtuple",
     "is_structure",
     "join_key",
@@ -76,3 +78,42 @@ def leaves(signature: Any, path: str = ROOT) -> Iterator[tuple[str, Any]]:
             yield from leaves(item, join_position(path, position))
     else:
         yield path, signature
+
+
+def check_structure(element: Any, signature: Any, where: str) -> None:
+    """Checks that a yielded element has the tuple or dict structure of a signature node.
+
+    Only the node itself: the number of items of a tuple (of the same tuple type), the keys of a
+    dict. Raises SignatureError, with ``where`` (``"element 3, [0]"``) leading the message.
+    """
+    if isinstance(signature, dict):
+        if not isinstance(element, dict):
+            hint = ""
+            if isinstance(element, Mapping):
+                hint = " (from_generator accepts only dict and its subclasses: yield dict(...))"
+            raise SignatureError(
+                f"{where}: expected a dict with keys {sorted_keys(signature, where)!r}, "
+                f"got {describe_value(element)}{hint}"
+            )
+        missing = [key for key in signature if key not in element]
+        extra = [key for key in element if key not in signature]
+        if missing or extra:
+            problems = [f"missing {missing!r}"] * bool(missing) + [f"extra {extra!r}"] * bool(extra)
+            raise SignatureError(
+                f"{where}: expected a dict with keys {sorted_keys(signature, where)!r}, "
+                f"got keys {list(element)!r} ({', '.join(problems)})"
+            )
+        return
+    kind = type(signature).__name__
+    if not isinstance(element, type(signature)):
+        hint = ""
+        if isinstance(element, list):
+            hint = " (from_generator treats a list as one tensor, not a structure: yield a tuple)"
+        raise SignatureError(
+            f"{where}: expected a {kind} of {len(signature)}, got {describe_value(element)}{hint}"
+        )
+    if len(element) != len(signature):
+        raise SignatureError(
+            f"{where}: expected a {kind} of {len(signature)}, got a {type(element).__name__} "
+            f"of {len(element)}"
+        )

@@ -51,14 +51,14 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeAlias
 
 import tensorflow as tf
 
 from helpers import _casts, _infer
 from helpers._errors import MismatchError, SignatureError, describe_value, format_shape, format_spec
-from helpers._nest import ROOT, join_key, join_position, leaves, sorted_keys
+from helpers._nest import ROOT, check_structure, join_key, join_position, leaves, sorted_keys
 
 __all__ = [
     "Signature",
@@ -304,11 +304,11 @@ def describe(signature: Signature) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Private glue: signature validation, the structure walk, the checked iterator
+# Private glue: signature validation, the walk over an element, the checked iterator
 # --------------------------------------------------------------------------------------------
 
 
-def _validate_signature(signature: Any) -> str:
+def _validate_signature(signature: Signature) -> str:
     """Checks that every leaf is a TensorSpec, RaggedTensorSpec or SparseTensorSpec.
 
     Returns:
@@ -349,12 +349,12 @@ def _walk(
     """
     where = f"{prefix}{path}"
     if isinstance(signature, dict):
-        _check_structure(element, signature, where)
+        check_structure(element, signature, where)
         for key in sorted_keys(signature, where):
             _walk(element[key], signature[key], prefix, strict, tensor_mode, join_key(path, key))
         return
     if isinstance(signature, tuple):
-        _check_structure(element, signature, where)
+        check_structure(element, signature, where)
         for position, (item, spec) in enumerate(zip(element, signature, strict=True)):
             _walk(item, spec, prefix, strict, tensor_mode, join_position(path, position))
         return
@@ -369,41 +369,6 @@ def _walk(
         raise SignatureError(
             f"{where}: expected {format_spec(signature)}, got {describe_value(element)}: {mismatch}"
         ) from None
-
-
-def _check_structure(element: Any, signature: Any, where: str) -> None:
-    """Checks that a yielded element has the tuple/dict structure of a signature node."""
-    if isinstance(signature, dict):
-        if not isinstance(element, dict):
-            hint = ""
-            if isinstance(element, Mapping):
-                hint = " (from_generator accepts only dict and its subclasses: yield dict(...))"
-            raise SignatureError(
-                f"{where}: expected a dict with keys {sorted_keys(signature, where)!r}, "
-                f"got {describe_value(element)}{hint}"
-            )
-        missing = [key for key in signature if key not in element]
-        extra = [key for key in element if key not in signature]
-        if missing or extra:
-            problems = [f"missing {missing!r}"] * bool(missing) + [f"extra {extra!r}"] * bool(extra)
-            raise SignatureError(
-                f"{where}: expected a dict with keys {sorted_keys(signature, where)!r}, "
-                f"got keys {list(element)!r} ({', '.join(problems)})"
-            )
-        return
-    kind = type(signature).__name__
-    if not isinstance(element, type(signature)):
-        hint = ""
-        if isinstance(element, list):
-            hint = " (from_generator treats a list as one tensor, not a structure: yield a tuple)"
-        raise SignatureError(
-            f"{where}: expected a {kind} of {len(signature)}, got {describe_value(element)}{hint}"
-        )
-    if len(element) != len(signature):
-        raise SignatureError(
-            f"{where}: expected a {kind} of {len(signature)}, got a {type(element).__name__} "
-            f"of {len(element)}"
-        )
 
 
 class _CheckedIterator:
