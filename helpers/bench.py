@@ -1,13 +1,14 @@
 """Measure input pipelines: throughput in elements per second, and timelines of where time goes.
 
 :func:`measure_throughput` runs a dataset several times after a warm-up and reports the median
-rate. It consumes the dataset inside TensorFlow (``Dataset.reduce``), not in a Python loop:
-iterating a dataset from Python costs tens of microseconds per item, which would cap every
-measurement at the speed of the loop. Per-element datasets go through a ``batch(1024)`` sink first
-for the same reason (``reduce`` calls a function per item), or a ``ragged_batch(1024)`` sink when
-their elements have ``None`` dimensions. Batched datasets are counted by their leading dimension,
-so a final partial batch counts what it holds; their ``element_spec`` is checked first, so a
-per-element dataset passed with ``batched=True`` is refused instead of miscounted.
+rate. It consumes the dataset as training code does, with a Python ``for`` loop over its iterator
+(``Dataset.reduce`` would consume inside TensorFlow, but measured only ≈0.45x the rate of a loop
+over ``from_tensor_slices(...).batch(256)``). Per-element datasets go through a ``batch(1024)``
+sink first, so that the loop's cost per item does not cap the measurement, or a
+``ragged_batch(1024)`` sink when their elements have ``None`` dimensions. Batched datasets are
+counted by their leading dimension, so a final partial batch counts what it holds; their
+``element_spec`` is checked first, so a per-element dataset passed with ``batched=True`` is
+refused instead of miscounted.
 
 :class:`Timeline` records ``(lane, start_s, duration_s)`` events for
 :func:`helpers.plotting.plot_timeline`: wrap a generator function to record each element it
@@ -30,7 +31,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
 __all__ = [
@@ -92,6 +92,8 @@ def leading_size(batch: Any) -> int:
     first = tf.nest.flatten(batch)[0]
     if isinstance(first, tf.RaggedTensor):
         return int(first.nrows())
+    if isinstance(first, tf.SparseTensor):
+        return int(first.dense_shape[0])
     shape = tuple(first.shape)
     if not shape:
         raise ValueError(
@@ -145,7 +147,7 @@ def check_batched(element_spec: Any) -> None:
 
 
 def _sink(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """Groups a per-element dataset into large batches so ``reduce`` runs once per 1024 items."""
+    """Groups a per-element dataset into large batches, so the loop runs once per 1024 items."""
     fixed = all(
         type(spec) is tf.TensorSpec and spec.shape.is_fully_defined()
         for spec in tf.nest.flatten(dataset.element_spec)
@@ -153,21 +155,12 @@ def _sink(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.batch(SINK_BATCH) if fixed else dataset.ragged_batch(SINK_BATCH)
 
 
-def _rows(value: Any) -> tf.Tensor:
-    """Graph-side leading size of a batch's first component, as int64."""
-    first = tf.nest.flatten(value)[0]
-    if isinstance(first, tf.RaggedTensor):
-        return tf.cast(first.nrows(), tf.int64)
-    if isinstance(first, tf.SparseTensor):
-        return first.dense_shape[0]
-    return tf.shape(first, out_type=tf.int64)[0]
-
-
-def _count_in_graph(dataset: tf.data.Dataset, batched: bool) -> int:
-    """Consumes the dataset inside TensorFlow and returns how many elements it held."""
-    sink = dataset if batched else _sink(dataset)
-    total = sink.reduce(np.int64(0), lambda count, value: count + _rows(value))
-    return int(total)
+def _count_by_iterating(dataset: tf.data.Dataset, batched: bool) -> int:
+    """Consumes the dataset with a Python loop and returns how many elements it held."""
+    count = 0
+    for batch in dataset if batched else _sink(dataset):
+        count += leading_size(batch)
+    return count
 
 
 def _count_with_step(dataset: tf.data.Dataset, batched: bool, step: Callable[[Any], Any]) -> int:
@@ -199,7 +192,7 @@ def measure_throughput(
         warmup: Untimed passes first (thread pools start, functions trace, caches fill).
         step: If given, the dataset is iterated in Python and ``step(item)`` is called on every
             item, like a training loop (for example a simulated training step). If None, the
-            dataset is consumed inside TensorFlow, which measures the pipeline alone.
+            dataset alone is measured (per-element datasets in batches of 1024).
         clock: Returns the current time in seconds; inject a fake clock in tests.
 
     Returns:
@@ -219,7 +212,7 @@ def measure_throughput(
     if step is None:
 
         def run() -> int:
-            return _count_in_graph(dataset, batched)
+            return _count_by_iterating(dataset, batched)
 
     else:
 

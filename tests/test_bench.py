@@ -414,3 +414,14 @@ def test_benchmark_rows_without_grain_installed(monkeypatch):
         assert names and not any("Grain" in name for name in names)
     monkeypatch.setattr(script, "HAVE_GRAIN", True)
     assert any("Grain" in name for name in script.variants("I/O-like"))
+
+
+def test_throughput_is_measured_with_a_python_loop_not_dataset_reduce(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("consume as users do, with an iterator")
+
+    monkeypatch.setattr(tf.data.Dataset, "reduce", refuse)
+    elements = tf.data.Dataset.range(10)
+    assert bench.measure_throughput(elements, repetitions=1, warmup=0).elements == 10
+    batches = tf.data.Dataset.range(10).batch(4)
+    assert bench.measure_throughput(batches, batched=True, repetitions=1).elements == 10
