@@ -33,6 +33,8 @@ from typing import Any
 
 import tensorflow as tf
 
+from helpers import _nest
+
 __all__ = [
     "Throughput",
     "Timeline",
@@ -103,15 +105,6 @@ def leading_size(batch: Any) -> int:
     return int(shape[0])
 
 
-def _spec_paths(spec: Any, path: str = "") -> list[tuple[str, Any]]:
-    """``(path, leaf spec)`` pairs of an ``element_spec`` in ``tf.nest.flatten`` order."""
-    if isinstance(spec, Mapping):
-        return [pair for key in sorted(spec) for pair in _spec_paths(spec[key], f"{path}[{key!r}]")]
-    if isinstance(spec, (tuple, list)):
-        return [pair for i, item in enumerate(spec) for pair in _spec_paths(item, f"{path}[{i}]")]
-    return [(path or "<root>", spec)]
-
-
 def check_batched(element_spec: Any) -> None:
     """Checks that an ``element_spec`` describes batches, so counting by leading dimension is right.
 
@@ -127,7 +120,7 @@ def check_batched(element_spec: Any) -> None:
         ValueError: If a component is a scalar or has a known leading size; the message names the
             component, its shape, and what to pass instead.
     """
-    for path, spec in _spec_paths(element_spec):
+    for path, spec in _nest.leaves(element_spec):
         shape = getattr(spec, "shape", None)
         if shape is None or shape.rank is None:
             continue  # unknown rank: nothing to check before running

@@ -49,7 +49,6 @@ Example:
 
 from __future__ import annotations
 
-import operator
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -57,7 +56,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from helpers import _chunks, signatures
+from helpers import _args, _chunks, signatures
 
 __all__ = ["chunked_from_generator", "sharded_from_generator", "usable_cores"]
 
@@ -132,8 +131,8 @@ def chunked_from_generator(
         [[0, 1], [2]]
     """
     signatures.require_generator_function(generator, "chunked_from_generator()")
-    chunk_size = None if chunk_size is None else _count("chunk_size", chunk_size)
-    batch_size = None if batch_size is None else _count("batch_size", batch_size)
+    chunk_size = None if chunk_size is None else _args.positive_int("chunk_size", chunk_size)
+    batch_size = None if batch_size is None else _args.positive_int("batch_size", batch_size)
     signature = _signature(generator, output_types, output_shapes, args, output_signature, name)
     if not _chunks.supported(signature):
         return _batched(_checked_elements(generator, signature, args, name), batch_size)
@@ -211,9 +210,9 @@ def sharded_from_generator(
         ValueError: If ``num_shards``, ``chunk_size`` or ``batch_size`` is smaller than 1.
     """
     signatures.require_generator_function(generator, "sharded_from_generator()")
-    num_shards = _count("num_shards", num_shards)
-    chunk_size = None if chunk_size is None else _count("chunk_size", chunk_size)
-    batch_size = None if batch_size is None else _count("batch_size", batch_size)
+    num_shards = _args.positive_int("num_shards", num_shards)
+    chunk_size = None if chunk_size is None else _args.positive_int("chunk_size", chunk_size)
+    batch_size = None if batch_size is None else _args.positive_int("batch_size", batch_size)
     extra = tuple(args) if args is not None else ()
     signature = _signature(
         generator, output_types, output_shapes, (0, num_shards, *extra), output_signature, name
@@ -253,26 +252,6 @@ def usable_cores() -> int:
 
 
 # --------------------------------------------------------------------------- private
-
-
-def _count(name: str, value: Any) -> int:
-    """Returns ``value`` as an int if it is an integer >= 1 (``bool`` refused).
-
-    Raises:
-        TypeError: If the value is not an integer.
-        ValueError: If the value is smaller than 1.
-    """
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer >= 1, got the bool {value!r}")
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise TypeError(
-            f"{name} must be an integer >= 1, got {type(value).__name__} {value!r}"
-        ) from None
-    if number < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {number}")
-    return number
 
 
 def _signature(

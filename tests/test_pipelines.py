@@ -388,10 +388,10 @@ def test_non_callable_is_refused():
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"chunk_size": 0}, ValueError, "chunk_size must be an integer >= 1, got 0"),
-        ({"chunk_size": 2.5}, TypeError, "chunk_size must be an integer >= 1, got float"),
-        ({"chunk_size": True}, TypeError, "got the bool True"),
-        ({"batch_size": -3}, ValueError, "batch_size must be an integer >= 1, got -3"),
+        ({"chunk_size": 0}, ValueError, "chunk_size: expected an int >= 1, got 0"),
+        ({"chunk_size": 2.5}, TypeError, "chunk_size: expected an int, got float"),
+        ({"chunk_size": True}, TypeError, "chunk_size: expected an int, got bool True"),
+        ({"batch_size": -3}, ValueError, "batch_size: expected an int >= 1, got -3"),
     ],
 )
 def test_bad_sizes_are_refused(kwargs, error, message):
@@ -400,7 +400,7 @@ def test_bad_sizes_are_refused(kwargs, error, message):
 
 
 def test_bad_num_shards_is_refused():
-    with pytest.raises(ValueError, match="num_shards must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="num_shards: expected an int >= 1, got 0"):
         pipelines.sharded_from_generator(pairs(3), output_signature=PAIR, num_shards=0)
 
 
