@@ -40,7 +40,7 @@ __all__ = ["ChunkIterator", "Plan", "ShardedChunks", "supported"]
 
 _SCALAR_TYPES = (int, float, bool)
 _ALIGNMENT = 64  # bytes; see _aligned_empty
-_AUTO_MAX_BYTES = 2 * 1024 * 1024  # an automatic chunk grows while its data stays within this
+_AUTO_MAX_BYTES = 16 * 1024 * 1024  # an automatic chunk grows while its data stays within this
 _AUTO_MAX_ROWS = 4096  # ... and within this many elements
 _SHARD_MAX_BYTES = 8 * 1024 * 1024  # a default shard chunk shrinks while its data is over this
 _SHARD_MIN_ROWS = 16  # ... down to this many elements
@@ -64,7 +64,7 @@ def auto_chunk_size(signature: Any, batch_size: int | None) -> int:
 
     ``batch_size`` (or 256), doubled for small elements: each chunk costs a fixed ≈0.2 ms (a call
     from TensorFlow into Python, then tf.data work), so the size doubles while a chunk of
-    fixed-shape elements stays within 2 MiB and 4096 elements. Unknown dimensions: no doubling.
+    fixed-shape elements stays within 16 MiB and 4096 elements. Unknown dimensions: no doubling.
     """
     size = batch_size or 256
     row_bytes = _row_bytes(signature)

@@ -623,9 +623,10 @@ def test_chunk_pieces_around_a_bad_element_stay_correct_while_all_outputs_are_al
         (tf.TensorSpec((), tf.int64), None, 4096),
         (tf.TensorSpec((), tf.int64), 100, 3200),
         ({"a": tf.TensorSpec((36,), tf.float32), "y": tf.TensorSpec((), tf.int32)}, 256, 4096),
-        ((tf.TensorSpec((28, 28, 3), tf.float32), tf.TensorSpec((), tf.int32)), 256, 256),
-        (tf.TensorSpec((224, 224, 3), tf.uint8), 32, 32),
-        (tf.TensorSpec((1024,), tf.float32), 256, 512),
+        ((tf.TensorSpec((28, 28, 3), tf.float32), tf.TensorSpec((), tf.int32)), 256, 1024),
+        (tf.TensorSpec((224, 224, 3), tf.uint8), 32, 64),
+        (tf.TensorSpec((1024,), tf.float32), 256, 4096),
+        (tf.TensorSpec((4096,), tf.float32), 256, 1024),
         (tf.TensorSpec((None,), tf.int32), 256, 256),
     ],
 )
