@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from helpers import signatures
+from helpers._errors import MismatchError
 
 __all__ = ["ChunkIterator", "Plan", "ShardedChunks", "supported"]
 
@@ -42,13 +43,9 @@ _SCALAR_TYPES = (int, float, bool)
 _ALIGNMENT = 64  # bytes; see _aligned_empty
 _AUTO_MAX_BYTES = 16 * 1024 * 1024  # an automatic chunk grows while its data stays within this
 _AUTO_MAX_ROWS = 4096  # ... and within this many elements
-_SHARD_MAX_BYTES = 8 * 1024 * 1024  # a default shard chunk shrinks while its data is over this
+_SHARD_MAX_BYTES = 16 * 1024 * 1024  # a default shard chunk shrinks while its data is over this
 _SHARD_MIN_ROWS = 16  # ... down to this many elements
 _CLOCK_EVERY = 32  # elements between looks at the clock when a chunk's fill time is limited
-
-
-class MismatchError(Exception):
-    """A value does not copy exactly; :func:`helpers.signatures.check_element` decides."""
 
 
 def supported(signature: Any) -> bool:
@@ -76,7 +73,7 @@ def auto_chunk_size(signature: Any, batch_size: int | None) -> int:
 def auto_shard_chunk_size(signature: Any) -> int:
     """The chunk size of ``sharded_from_generator`` when none is given.
 
-    256, halved for large elements while a chunk is over 8 MiB (down to 16): every shard holds up
+    256, halved for large elements while a chunk is over 16 MiB (down to 16): every shard holds up
     to three chunks, so 16 shards of 224x224x3 images in chunks of 256 would hold 1.2 GB.
     """
     size, row_bytes = 256, _row_bytes(signature) or 0

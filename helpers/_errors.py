@@ -43,7 +43,11 @@ SignatureError.__module__ = "helpers.signatures"
 
 
 class MismatchError(Exception):
-    """Internal: carries the reason a leaf does not fit; turned into a SignatureError."""
+    """Internal: a value does not fit its spec exactly.
+
+    In ``_casts`` it carries the reason, turned into a :class:`SignatureError`; in ``_chunks`` it
+    sends the element from the fast copy path to ``check_element``, which decides.
+    """
 
 
 def format_shape(shape: tf.TensorShape | tuple[int | None, ...]) -> str:

@@ -196,7 +196,7 @@ def sharded_from_generator(
         name: A name for the tf.data operations, as in ``from_generator``.
         num_shards: Number of generators run side by side.
         chunk_size: Elements per chunk (``1`` sends elements one by one). By default 256,
-            halved for large elements while a chunk is over 8 MiB (down to 16).
+            halved for large elements while a chunk is over 16 MiB (down to 16).
         batch_size: If given, the dataset yields batches of this size instead of elements.
         deterministic: Keep the round-robin order above (True) or yield whatever is ready.
 

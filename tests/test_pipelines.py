@@ -639,7 +639,7 @@ def test_default_chunk_grows_for_small_fixed_shape_elements(signature, batch_siz
     [
         (tf.TensorSpec((), tf.int64), 256),
         (tf.TensorSpec((None, 3), tf.float32), 256),
-        ((tf.TensorSpec((224, 224, 3), tf.uint8), tf.TensorSpec((), tf.int32)), 32),
+        ((tf.TensorSpec((224, 224, 3), tf.uint8), tf.TensorSpec((), tf.int32)), 64),
         (tf.TensorSpec((4096, 4096), tf.float32), 16),
     ],
 )
