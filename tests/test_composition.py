@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import os
-import subprocess
-import sys
 from typing import Any
 
 import numpy as np
@@ -187,16 +184,9 @@ print([element.shape for element in dataset])
 """
 
 
-def test_chunked_zero_size_component():
+def test_chunked_zero_size_component(run_python):
     # Crashed the process (SIGSEGV) before ac8e6a8; run in a subprocess so a regression fails here.
-    result = subprocess.run(
-        [sys.executable, "-c", ZERO_SIZE],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        check=False,
-    )
+    result = run_python(ZERO_SIZE)
     assert (result.returncode, result.stdout.split()) == (0, ["[TensorShape([0])]"])
 
 

@@ -285,15 +285,9 @@ def test_plot_timeline_bad_inputs():
         plotting.plot_timeline([("a", float("inf"), 1.0)])
 
 
-def test_module_does_not_import_tensorflow():
-    import subprocess
-    import sys
-
-    code = "import sys, helpers.plotting; print('tensorflow' in sys.modules)"
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "False"
+def test_module_does_not_import_tensorflow(run_python):
+    result = run_python("import sys, helpers.plotting; print('tensorflow' in sys.modules)")
+    assert (result.returncode, result.stdout.strip()) == (0, "False"), result.stderr
 
 
 # regressions from the review ---------------------------------------------------------------

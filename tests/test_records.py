@@ -218,21 +218,12 @@ DIGESTS = textwrap.dedent(
 )
 
 
-def test_same_elements_give_the_same_bytes_in_every_process(tmp_path):
+def test_same_elements_give_the_same_bytes_in_every_process(tmp_path, run_python):
     # Example features are a protobuf map, whose serialised order may differ between processes
     # unless serialisation is deterministic; the digests in the manifest depend on it.
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    runs = [
-        subprocess.run(
-            [sys.executable, "-c", DIGESTS, str(tmp_path / str(run))],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-            check=True,
-        ).stdout.split()
-        for run in range(2)
-    ]
+    results = [run_python(DIGESTS, str(tmp_path / str(run))) for run in range(2)]
+    assert [result.returncode for result in results] == [0, 0], results[0].stderr
+    runs = [result.stdout.split() for result in results]
     assert len(runs[0]) == 2 and runs[0] == runs[1]
 
 
@@ -824,17 +815,10 @@ print("tqdm.auto" in sys.modules)
 """
 
 
-def test_tqdm_is_imported_only_when_a_bar_is_shown():
+def test_tqdm_is_imported_only_when_a_bar_is_shown(run_python):
     # In Jupyter without ipywidgets, importing tqdm.auto alone writes a TqdmWarning to stderr.
-    result = subprocess.run(
-        [sys.executable, "-c", LAZY_TQDM],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        check=True,
-    )
-    assert result.stdout.split() == ["False", "True"]
+    result = run_python(LAZY_TQDM)
+    assert (result.returncode, result.stdout.split()) == (0, ["False", "True"]), result.stderr
 
 
 # --- sparse components -------------------------------------------------------------------------
