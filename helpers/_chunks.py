@@ -39,7 +39,6 @@ from helpers._errors import MismatchError
 
 __all__ = ["ChunkIterator", "Plan", "ShardedChunks", "supported"]
 
-_SCALAR_TYPES = (int, float, bool)
 _ALIGNMENT = 64  # bytes; see _aligned_empty
 _AUTO_MAX_BYTES = 16 * 1024 * 1024  # an automatic chunk grows while its data stays within this
 _AUTO_MAX_ROWS = 4096  # ... and within this many elements
@@ -61,7 +60,8 @@ def auto_chunk_size(signature: Any, batch_size: int | None) -> int:
 
     ``batch_size`` (or 256), doubled for small elements: each chunk costs a fixed ≈0.2 ms (a call
     from TensorFlow into Python, then tf.data work), so the size doubles while a chunk of
-    fixed-shape elements stays within 16 MiB and 4096 elements. Unknown dimensions: no doubling.
+    fixed-shape elements stays within 16 MiB and 4096 elements. Unknown dimensions or strings:
+    no doubling.
     """
     size = batch_size or 256
     row_bytes = _row_bytes(signature)
@@ -83,9 +83,12 @@ def auto_shard_chunk_size(signature: Any) -> int:
 
 
 def _row_bytes(signature: Any) -> int | None:
-    """Bytes of one element of fixed-shape leaves, or None if a dimension is unknown."""
+    """Bytes of one element of fixed-shape numeric leaves; None for unknown dimensions or strings.
+
+    A ``tf.string`` value's size is not in its spec (``tf.string.size`` is 0): one could be 1 MB.
+    """
     specs = tf.nest.flatten(signature)
-    if not all(spec.shape.is_fully_defined() for spec in specs):
+    if not all(spec.shape.is_fully_defined() and spec.dtype.size > 0 for spec in specs):
         return None
     return sum(spec.shape.num_elements() * spec.dtype.size for spec in specs)
 

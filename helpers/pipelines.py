@@ -106,7 +106,7 @@ def chunked_from_generator(
         output_signature: A nest (tuples, dicts) of ``tf.TensorSpec``, one per component.
         name: A name for the tf.data operations, as in ``from_generator``.
         chunk_size: Elements per chunk, the main speed knob. By default ``batch_size`` (or
-            256), doubled while a chunk of fixed-shape elements stays within 16 MiB and
+            256), doubled while a chunk of fixed-shape numbers stays within 16 MiB and
             4096 elements; a default-sized chunk is also handed over early, with the elements it
             has, once filling it took 0.1 s, so a slow generator's data is not held back.
         batch_size: If given, the dataset yields batches of this size instead of elements.

@@ -628,6 +628,7 @@ def test_chunk_pieces_around_a_bad_element_stay_correct_while_all_outputs_are_al
         (tf.TensorSpec((1024,), tf.float32), 256, 4096),
         (tf.TensorSpec((4096,), tf.float32), 256, 1024),
         (tf.TensorSpec((None,), tf.int32), 256, 256),
+        ((tf.TensorSpec((), tf.string), tf.TensorSpec((), tf.int32)), 256, 256),  # size unknown
     ],
 )
 def test_default_chunk_grows_for_small_fixed_shape_elements(signature, batch_size, expected):
