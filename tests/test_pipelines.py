@@ -614,6 +614,47 @@ def test_chunk_pieces_around_a_bad_element_stay_correct_while_all_outputs_are_al
         np.testing.assert_array_equal(got, want)
 
 
+def test_small_and_large_leaves_keep_their_values_around_bad_elements_and_in_any_memory_order():
+    # Leaves of up to 1 KB are collected as bytes (``SmallDenseColumn``), larger ones are copied
+    # into the chunk array: both must give the same values, whatever the value's memory order.
+    rng = np.random.default_rng(5)
+    small, large = rng.random((40, 3, 4)), rng.random((40, 20, 20))
+    signature = {
+        "small": tf.TensorSpec((3, 4), tf.float64),
+        "large": tf.TensorSpec((20, 20), tf.float64),
+    }
+    assert isinstance(_chunks._column(signature["small"], 8), _chunks.SmallDenseColumn)
+    assert type(_chunks._column(signature["large"], 8)) is _chunks.DenseColumn
+
+    def gen():
+        for index in range(40):
+            if index % 7 == 3:
+                yield {"small": small[index][:2], "large": large[index]}  # wrong shape: an error
+            else:  # Fortran-ordered and strided views
+                yield {"small": np.asfortranarray(small[index]), "large": large[index].T.T[::1]}
+
+    good = np.arange(40) % 7 != 3
+    dataset = pipelines.chunked_from_generator(gen, output_signature=signature, chunk_size=8)
+    kept = list(dataset.ignore_errors())  # every output tensor stays alive
+    np.testing.assert_array_equal(np.stack([x["small"] for x in kept]), small[good])
+    np.testing.assert_array_equal(np.stack([x["large"] for x in kept]), large[good])
+
+
+def test_small_leaf_values_that_need_a_lossless_cast_are_stored_cast():
+    signature = tf.TensorSpec((3,), tf.float32)
+
+    def gen():
+        yield np.array([1.5, 2.0, 3.0])  # float64: rounds to float32, as check_element allows
+        yield [4, 5, 6]  # a list of ints
+        yield np.array([7, 8, 9], np.int16)
+
+    got = [
+        x.tolist()
+        for x in as_numpy(pipelines.chunked_from_generator(gen, output_signature=signature))
+    ]
+    assert got == [[1.5, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]
+
+
 # ---------------------------------------------------------------- default chunk sizes
 
 
@@ -651,7 +692,7 @@ def test_default_shard_chunk_shrinks_for_large_elements(signature, expected):
 def test_a_chunk_with_a_fill_time_limit_is_handed_over_early_and_nothing_is_lost():
     plan = _chunks.Plan(tf.TensorSpec((), tf.int64), 256, fill_limit_s=0.0)  # over at first look
     pieces = list(_chunks.ChunkIterator(plan, iter(range(100))))
-    clock = _chunks._CLOCK_EVERY - 1  # rows filled before the first look at the clock
+    clock = _chunks._CLOCK_EVERY  # rows filled before the first look at the clock
     assert [len(piece[0]) for piece in pieces] == [clock, clock, clock, 100 - 3 * clock]
     assert np.concatenate([piece[0] for piece in pieces]).tolist() == list(range(100))
 
