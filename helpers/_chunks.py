@@ -257,9 +257,9 @@ class DenseColumn(Column):
         self.buffer = self.pool.get((self.size, *self.shape), self.dtype)
 
     def put(self, row: int, value: Any) -> None:
-        """Copies an exact value into the chunk array; converts others only if lossless."""
+        """Stores an exact value; converts others only if lossless."""
         if type(value) is np.ndarray and value.dtype == self.dtype and value.shape == self.shape:
-            self.buffer[row] = value
+            self.store(row, value)
             return
         try:
             array = np.asarray(value)
@@ -267,11 +267,15 @@ class DenseColumn(Column):
             raise MismatchError from None
         if array.shape != self.shape:
             raise MismatchError
-        self.buffer[row] = fits(array, self.dtype)
+        self.store(row, fits(array, self.dtype))
 
     def put_cast(self, row: int, value: Any) -> None:
-        """Copies a checked value, cast to the spec's dtype."""
-        self.buffer[row] = np.asarray(value).astype(self.dtype)
+        """Stores a checked value, cast to the spec's dtype."""
+        self.store(row, np.asarray(value).astype(self.dtype))
+
+    def store(self, row: int, array: np.ndarray) -> None:
+        """Copies an array of the spec's dtype into the chunk array."""
+        self.buffer[row] = array
 
     def get(self, row: int) -> np.ndarray:
         """The row as stored."""
@@ -287,27 +291,15 @@ class DenseColumn(Column):
 class SmallDenseColumn(DenseColumn):
     """A fixed-shape numeric leaf of at most ``_SMALL_ROW_BYTES`` a value: values kept as bytes.
 
-    For small arrays ``value.tobytes()`` (a copy, in C order) costs half of ``buffer[row] =
-    value`` (measured 0.08 vs 0.15 µs for 144 bytes; the two break even near 1.5 KB); the
-    chunk array is filled from the joined bytes when the chunk is handed over.
+    For small arrays ``value.tobytes()`` (a copy, in C order), joined once per chunk and copied
+    into the chunk array at hand-over, costs less than ``buffer[row] = value``. Measured per
+    value, join and copy included: 144 bytes 0.08 vs 0.15 µs, 1 KB 0.15 vs 0.19 µs, but 4 KB
+    0.57 vs 0.34 µs.
     """
 
-    def put(self, row: int, value: Any) -> None:
-        """Keeps an exact value's bytes; converts others only if lossless."""
-        if type(value) is np.ndarray and value.dtype == self.dtype and value.shape == self.shape:
-            self.rows[row] = value.tobytes()
-            return
-        try:
-            array = np.asarray(value)
-        except (ValueError, TypeError, OverflowError):
-            raise MismatchError from None
-        if array.shape != self.shape:
-            raise MismatchError
-        self.rows[row] = fits(array, self.dtype).tobytes()
-
-    def put_cast(self, row: int, value: Any) -> None:
-        """Keeps a checked value's bytes, cast to the spec's dtype."""
-        self.rows[row] = np.asarray(value).astype(self.dtype).reshape(self.shape).tobytes()
+    def store(self, row: int, array: np.ndarray) -> None:
+        """Keeps a copy of the array's bytes (broadcast to the spec's shape, as ``buffer[row]``)."""
+        self.rows[row] = np.broadcast_to(array, self.shape).tobytes()
 
     def get(self, row: int) -> np.ndarray:
         """The row as stored."""
