@@ -490,7 +490,8 @@ def _filler_source(signature: Any, columns: Sequence[Column]) -> tuple[str, tupl
     leaf, and for dense leaves one identity test of type, dtype and shape before
     ``buffer[row] = value``. Anything else goes to the column's own ``put`` (which converts only
     losslessly) or raises :class:`MismatchError`, and ``slow(element, row)`` has the element
-    judged by ``check_element``. Structures are accepted as ``from_generator`` accepts them
+    judged by ``check_element``; any other exception while storing it is that element's error
+    (``refuse(row, error)``). Structures are accepted as ``from_generator`` accepts them
     without a second look: exactly a ``tuple`` for a tuple, a ``dict`` for a dict.
 
     The generated ``fill(iterator, row, stop, deadline)`` returns ``(row, outcome)``: the row it
@@ -499,8 +500,8 @@ def _filler_source(signature: Any, columns: Sequence[Column]) -> tuple[str, tupl
     for ``row`` (the caller records it and calls ``fill`` again from the next row).
 
     Returns:
-        The source of ``make(columns, slow)`` returning ``fill``, and the dict keys it refers to
-        as ``K[i]``.
+        The source of ``make(columns, slow, refuse)`` returning ``fill``, and the dict keys it
+        refers to as ``K[i]``.
     """
     keys: list[Any] = []
     checks: list[str] = []
@@ -526,7 +527,7 @@ def _filler_source(signature: Any, columns: Sequence[Column]) -> tuple[str, tupl
             leaves.append(expression)
 
     visit(signature, "e")
-    lines = ["def make(columns, slow):"]
+    lines = ["def make(columns, slow, refuse):"]
     lines.append("    " + ", ".join(f"c{i}" for i in range(len(leaves))) + ", = columns")
     lines += [f"    k{i} = K[{i}]" for i in range(len(keys))]
     writes = []
@@ -564,6 +565,8 @@ def _filler_source(signature: Any, columns: Sequence[Column]) -> tuple[str, tupl
     lines += [f"                    {line}" for line in body]
     lines.append("                except MismatchError:")
     lines.append("                    slow(e, row)")
+    lines.append("                except Exception as error:  # storing this element failed")
+    lines.append("                    refuse(row, error)")
     lines.append("                row += 1")
     lines.append("                if row == stop:")
     lines.append("                    return row, False")
@@ -723,7 +726,9 @@ class ChunkIterator:
         """Copies elements into the columns until the chunk is full or the stream ends."""
         self.failed_pulls = set()
         fill = self.plan.make_filler(
-            self.columns, lambda element, row: self._put_checked(row, element, errors)
+            self.columns,
+            lambda element, row: self._put_checked(row, element, errors),
+            errors.__setitem__,
         )
         limit = self.plan.fill_limit_s
         deadline = math.inf if limit is None else time.perf_counter() + limit

@@ -881,3 +881,34 @@ def test_sharded_passes_args_after_shard_index_and_count():
     )
     got = sorted(as_numpy(dataset))
     assert got == [(value, b"x") for value in range(10)]
+
+
+def test_a_value_whose_conversion_raises_is_that_elements_error_and_later_indices_stay_right():
+    class Broken:
+        def __array__(self, dtype=None, copy=None):
+            raise RuntimeError("cannot convert")
+
+    def gen():
+        for index in range(10):
+            if index == 2:
+                yield Broken()
+            elif index == 6:
+                yield np.zeros(5, np.float32)  # wrong shape
+            else:
+                yield np.full(3, index, np.float32)
+
+    dataset = pipelines.chunked_from_generator(
+        gen, output_signature=tf.TensorSpec((3,), tf.float32), chunk_size=8
+    )
+    events = []
+    iterator = iter(dataset)
+    while True:
+        try:
+            events.append(int(next(iterator)[0]))
+        except tf.errors.OpError as error:  # RuntimeError arrives as UnknownError
+            events.append("cannot convert" if "cannot convert" in str(error) else str(error))
+        except StopIteration:
+            break
+    assert events[:3] == [0, 1, "cannot convert"]
+    assert events[3:6] == [3, 4, 5] and events[7:] == [7, 8, 9]
+    assert "element 6" in events[6]
