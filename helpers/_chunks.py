@@ -487,12 +487,13 @@ def _filler_source(signature: Any, columns: Sequence[Column]) -> tuple[str, tupl
 
     Built once per signature, so that the per-element work is the least Python can do: one
     ``for`` step over the user's iterator, a type and length test per structure, one lookup per
-    leaf, and for dense leaves one identity test of type, dtype and shape before
-    ``buffer[row] = value``. Anything else goes to the column's own ``put`` (which converts only
-    losslessly) or raises :class:`MismatchError`, and ``slow(element, row)`` has the element
-    judged by ``check_element``; any other exception while storing it is that element's error
-    (``refuse(row, error)``). Structures are accepted as ``from_generator`` accepts them
-    without a second look: exactly a ``tuple`` for a tuple, a ``dict`` for a dict.
+    leaf, and for dense leaves one identity test of type, dtype and shape before the copy
+    (``buffer[row] = value``; ``value.tobytes()`` for small leaves). Anything else goes to the
+    column's own ``put`` (which converts only losslessly) or raises :class:`MismatchError`, and
+    ``slow(element, row)`` has the element judged by ``check_element``; any other exception
+    while storing it is that element's error (``refuse(row, error)``). Structures are accepted
+    as ``from_generator`` accepts them without a second look: exactly a ``tuple`` for a tuple,
+    a ``dict`` for a dict.
 
     The generated ``fill(iterator, row, stop, deadline)`` returns ``(row, outcome)``: the row it
     stopped at, and ``True`` if the iterator is exhausted, ``False`` at ``stop`` or, checked
