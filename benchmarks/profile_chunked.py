@@ -193,12 +193,19 @@ STAGES += ["ready batches"]
 
 
 def plain_copy(signature: Any, generate: Callable[[], Iterator[Any]]) -> int:
-    """The least Python can do per element: copy each leaf into a preallocated chunk array."""
+    """The least Python can do per element: copy each leaf into a preallocated chunk array.
+
+    The chunk has as many rows as the helper's (a smaller one would stay in the CPU's cache and
+    look faster than the helper could ever be: 0.3 µs per 28x28x3 element, 256 rows vs 1,024).
+    """
     import numpy as np
     import tensorflow as tf
 
+    from helpers import _chunks
+
+    size = _chunks.auto_chunk_size(signature, BATCH)
     specs = tf.nest.flatten(signature)
-    buffers = [np.empty((BATCH, *spec.shape), spec.dtype.as_numpy_dtype) for spec in specs]
+    buffers = [np.empty((size, *spec.shape), spec.dtype.as_numpy_dtype) for spec in specs]
     keys = sorted(signature) if isinstance(signature, dict) else range(len(specs))
     columns = list(zip(keys, buffers, strict=True))
     count = row = 0
@@ -206,7 +213,7 @@ def plain_copy(signature: Any, generate: Callable[[], Iterator[Any]]) -> int:
         for key, buffer in columns:
             buffer[row] = element[key]
         row += 1
-        if row == BATCH:  # a chunk is full: TensorFlow would take it here
+        if row == size:  # a chunk is full: TensorFlow would take it here
             count += row
             row = 0
     return count + row
