@@ -19,12 +19,13 @@ All stages consume batches of 256 with a Python ``for`` loop, as training would:
 3. ``helper python``: the helper's chunk iterator (copying into chunk arrays, checks), in
    plain Python, without TensorFlow.
 4. ``ready chunks``: ``from_generator`` over chunks that already exist (a list of NumPy tuples,
-   of the size the helper picks for the element: 4096 small dicts, 256 images), then the helper's
+   of the size the helper picks for the element: 4096 small dicts, 1024 images), then the helper's
    ``map(pack)`` and ``rebatch(256)``: TensorFlow's per-chunk hand-over and its per-batch work,
    with no per-element Python at all.
 5. ``ready chunks, no rebatch``: the same without ``rebatch`` (chunks are already 256 long),
    and ``..., prefetch``: the same with ``prefetch(1)`` instead of ``rebatch``;
-   ``ready chunks of 1024``: chunks of 1024 elements, ``rebatch(256)``.
+   ``ready chunks of 1024``: chunks of 1024 elements, ``rebatch(256)`` (for images the same as
+   ``ready chunks``).
 6. ``chunked``: the real ``chunked_from_generator(gen, output_signature=..., batch_size=256)``.
 7. ``bound``: ``from_tensor_slices(arrays).batch(256)``, the in-memory bound.
 8. ``ready batches``: ``from_tensor_slices`` of arrays already shaped as batches: only the
