@@ -23,6 +23,7 @@ a verdict never depends on the neighbours of a value.
 from __future__ import annotations
 
 import functools
+import io
 import math
 import queue
 import sys
@@ -208,6 +209,9 @@ class Column:
     def begin(self) -> None:
         """Prepares for a new chunk (the rows are overwritten)."""
 
+    def align(self, row: int) -> None:
+        """Makes the next fast-path write land in ``row`` (after an element took the slow path)."""
+
     def put(self, row: int, value: Any) -> None:
         """Stores ``value`` in ``row`` if it is exact; else raises :class:`MismatchError`."""
         raise NotImplementedError
@@ -289,28 +293,52 @@ class DenseColumn(Column):
 
 
 class SmallDenseColumn(DenseColumn):
-    """A fixed-shape numeric leaf of at most ``_SMALL_ROW_BYTES`` a value: values kept as bytes.
+    """A fixed-shape numeric leaf of at most ``_SMALL_ROW_BYTES`` a value: written to a byte stream.
 
-    For small arrays ``value.tobytes()`` (a copy, in C order), joined once per chunk and copied
-    into the chunk array at hand-over, costs less than ``buffer[row] = value``. Measured per
-    value, join and copy included: 144 bytes 0.08 vs 0.15 µs, 1 KB 0.15 vs 0.19 µs, but 4 KB
-    0.57 vs 0.34 µs.
+    ``stream.write(value)`` (an ``io.BytesIO`` that keeps its memory from chunk to chunk) copies
+    a C-contiguous array's bytes with less Python overhead than ``buffer[row] = value``; the
+    stream is copied into the chunk array once, at hand-over. Measured per value, hand-over
+    included: 144 bytes 0.06 vs 0.23 µs, 1 KB 0.14 vs 0.26 µs, 4 KB 0.40 vs 0.45 µs, 9.4 KB
+    0.97 vs 0.69 µs. Rows are written in order; after an element that did not take the fast
+    path the stream is moved to the next row (``align``).
     """
 
+    def __init__(self, spec: tf.TensorSpec, size: int) -> None:
+        """Creates the collector, its buffer pool and its byte stream."""
+        super().__init__(spec, size)
+        self.row_bytes = math.prod(self.shape) * self.dtype.itemsize
+        self.stream = io.BytesIO()
+
+    def begin(self) -> None:
+        """Takes a free chunk array from the pool and rewinds the stream."""
+        super().begin()
+        self.stream.seek(0)
+
+    def align(self, row: int) -> None:
+        """Moves the stream to ``row``."""
+        self.stream.seek(row * self.row_bytes)
+
     def store(self, row: int, array: np.ndarray) -> None:
-        """Keeps a copy of the array's bytes (broadcast to the spec's shape, as ``buffer[row]``)."""
-        self.rows[row] = np.broadcast_to(array, self.shape).tobytes()
+        """Writes the array's bytes (broadcast to the spec's shape, as ``buffer[row]``)."""
+        self.align(row)
+        self.stream.write(np.broadcast_to(array, self.shape).tobytes())
 
     def get(self, row: int) -> np.ndarray:
         """The row as stored."""
-        return np.frombuffer(self.rows[row], self.dtype).reshape(self.shape)
+        with self.stream.getbuffer() as view:
+            data = bytes(view[row * self.row_bytes : (row + 1) * self.row_bytes])
+        return np.frombuffer(data, self.dtype).reshape(self.shape)
 
     def arrays(self, start: int, stop: int) -> list[np.ndarray]:
         """The rows' bytes copied into their place in the chunk array, as a view of it."""
         piece = self.buffer[start:stop]
-        piece.reshape(-1).view(np.uint8)[:] = np.frombuffer(
-            b"".join(self.rows[start:stop]), np.uint8
-        )
+        with self.stream.getbuffer() as view:
+            np.copyto(
+                piece.reshape(-1).view(np.uint8),
+                np.frombuffer(
+                    view, np.uint8, (stop - start) * self.row_bytes, start * self.row_bytes
+                ),
+            )
         return [self.buffer] if start == 0 and stop == self.size else [piece]
 
 
@@ -356,7 +384,12 @@ class ScalarColumn(Column):
     def refused(self, rows: Sequence[int]) -> list[int]:
         """All the rows if the column as a whole is not provably exact, else none."""
         try:
-            converted = self._converted([self.rows[row] for row in rows])
+            values = (  # rows is range(count) unless an element failed
+                self.rows[rows.start : rows.stop]
+                if isinstance(rows, range)
+                else [self.rows[row] for row in rows]
+            )
+            converted = self._converted(values)
         except MismatchError:
             return list(rows)
         if rows and len(rows) == rows[-1] + 1:  # rows 0..n-1: kept for ``arrays``
@@ -488,7 +521,9 @@ def _filler_source(signature: Any, columns: Sequence[Column]) -> tuple[str, tupl
     Built once per signature, so that the per-element work is the least Python can do: one
     ``for`` step over the user's iterator, a type and length test per structure, one lookup per
     leaf, and for dense leaves one identity test of type, dtype and shape before the copy
-    (``buffer[row] = value``; ``value.tobytes()`` for small leaves). Anything else goes to the
+    (``buffer[row] = value``; ``stream.write(value)`` for small leaves), with ``row`` counted by
+    ``zip(range(...), iterator)`` in runs of ``_CLOCK_EVERY`` rows when the fill time is
+    limited (the clock is read between runs). Anything else goes to the
     column's own ``put`` (which converts only losslessly) or raises :class:`MismatchError`, and
     ``slow(element, row)`` has the element judged by ``check_element``; any other exception
     while storing it is that element's error (``refuse(row, error)``). Structures are accepted
@@ -540,11 +575,17 @@ def _filler_source(signature: Any, columns: Sequence[Column]) -> tuple[str, tupl
             test = (
                 f"type(v) is ndarray and (v.dtype is d{i} or v.dtype == d{i}) and v.shape == s{i}"
             )
-            store = f"b{i}[row] = v"
             if isinstance(column, SmallDenseColumn):
-                lines.append(f"    r{i} = c{i}.rows")
-                store = f"r{i}[row] = v.tobytes()"
-            writes += [f"if {test}:", f"    {store}"]
+                lines.append(f"    w{i} = c{i}.stream.write")
+                writes += [
+                    f"if {test}:",
+                    "    try:",
+                    f"        w{i}(v)",
+                    "    except ValueError:  # not C-contiguous: copied by put",
+                    f"        put{i}(row, v)",
+                ]
+            else:
+                writes += [f"if {test}:", f"    b{i}[row] = v"]
         elif isinstance(column, ScalarColumn):
             lines.append(f"    r{i}, t{i} = c{i}.rows, c{i}.dtype.type")
             python_type = {"b": "bool", "f": "float"}.get(column.dtype.kind, "int")
@@ -561,21 +602,24 @@ def _filler_source(signature: Any, columns: Sequence[Column]) -> tuple[str, tupl
     body += writes
     lines.append("    def fill(iterator, row, stop, deadline):")
     lines.append("        try:")
-    lines.append("            for e in iterator:")
-    lines.append("                try:")
-    lines += [f"                    {line}" for line in body]
-    lines.append("                except MismatchError:")
-    lines.append("                    slow(e, row)")
-    lines.append("                except Exception as error:  # storing this element failed")
-    lines.append("                    refuse(row, error)")
+    lines.append("            while True:  # in runs of rows between looks at the clock")
+    run_end = f"min(stop, (row // {_CLOCK_EVERY} + 1) * {_CLOCK_EVERY})"
+    lines.append(f"                end = stop if deadline == inf else {run_end}")
+    lines.append("                first, row = row, row - 1  # row: the last row stored")
+    lines.append("                for row, e in zip(range(first, end), iterator):")
+    lines.append("                    try:")
+    lines += [f"                        {line}" for line in body]
+    lines.append("                    except MismatchError:")
+    lines.append("                        slow(e, row)")
+    lines.append("                    except Exception as error:  # storing this element failed")
+    lines.append("                        refuse(row, error)")
     lines.append("                row += 1")
-    lines.append("                if row == stop:")
+    lines.append("                if row < end:")
+    lines.append("                    return row, True")
+    lines.append("                if row == stop or perf_counter() > deadline:")
     lines.append("                    return row, False")
-    lines.append(f"                if not row % {_CLOCK_EVERY} and perf_counter() > deadline:")
-    lines.append("                    return row, False")
-    lines.append("        except Exception as error:")
-    lines.append("            return row, error")
-    lines.append("        return row, True")
+    lines.append("        except Exception as error:  # raised by the user's iterator")
+    lines.append("            return row + 1, error")
     lines.append("    return fill")
     return "\n".join(lines), tuple(keys)
 
@@ -621,6 +665,7 @@ class Plan:
             "MismatchError": MismatchError,
             "ndarray": np.ndarray,
             "perf_counter": time.perf_counter,
+            "inf": math.inf,
         }
         exec(compile(self.filler_source, "<chunk filler>", "exec"), namespace)
         self.make_filler: Callable[..., Callable[..., tuple[int, Any]]] = namespace["make"]
@@ -716,7 +761,7 @@ class ChunkIterator:
             column.begin()
         errors: dict[int, Exception] = {}
         count = self._pull(errors)
-        good = [row for row in range(count) if row not in errors]
+        good = [row for row in range(count) if row not in errors] if errors else range(count)
         for column in self.columns:
             for row in column.refused(good):
                 self._check_stored(row, errors)
@@ -726,11 +771,19 @@ class ChunkIterator:
     def _pull(self, errors: dict[int, Exception]) -> int:
         """Copies elements into the columns until the chunk is full or the stream ends."""
         self.failed_pulls = set()
-        fill = self.plan.make_filler(
-            self.columns,
-            lambda element, row: self._put_checked(row, element, errors),
-            errors.__setitem__,
-        )
+
+        def slow(element: Any, row: int) -> None:
+            try:
+                self._put_checked(row, element, errors)
+            except Exception as error:  # checking the element failed: its error
+                errors[row] = error
+            self._align(row + 1)
+
+        def refuse(row: int, error: Exception) -> None:
+            errors[row] = error
+            self._align(row + 1)
+
+        fill = self.plan.make_filler(self.columns, slow, refuse)
         limit = self.plan.fill_limit_s
         deadline = math.inf if limit is None else time.perf_counter() + limit
         row, size = 0, self.plan.chunk_size
@@ -740,10 +793,16 @@ class ChunkIterator:
                 errors[row] = outcome
                 self.failed_pulls.add(row)
                 row += 1
+                self._align(row)
                 continue
             self.done = outcome
             break
         return row
+
+    def _align(self, row: int) -> None:
+        """Makes every column's next fast-path write land in ``row``."""
+        for column in self.columns:
+            column.align(row)
 
     def _index(self, row: int) -> int:
         """Index in the stream of the element in ``row`` (failed pulls are not elements)."""

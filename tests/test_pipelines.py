@@ -640,6 +640,56 @@ def test_small_and_large_leaves_keep_their_values_around_bad_elements_and_in_any
     np.testing.assert_array_equal(np.stack([x["large"] for x in kept]), large[good])
 
 
+def test_small_leaves_stay_in_their_rows_after_elements_that_leave_the_fast_path():
+    # Small leaves are written one after another to a byte stream: an element stored only in
+    # part (its first leaf written, its second refused or cast), a failing pull, or a value that
+    # is not C-contiguous must not shift the rows after it.
+    class Broken:
+        def __array__(self, dtype=None, copy=None):
+            raise RuntimeError("cannot convert")
+
+    class Stream:
+        def __init__(self):
+            self.index = -1
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            self.index += 1
+            index = self.index
+            if index == 12:
+                raise StopIteration
+            if index == 4:
+                raise ValueError("pull failed")
+            a = np.full(3, index, np.float32)
+            b = np.full(2, index, np.float32)
+            if index == 2:
+                b = np.full(2, index, np.int64)  # int64 -> float32: stored by the slow path
+            elif index == 6:
+                b = np.full(2, 1e300)  # overflows float32: refused
+            elif index == 8:
+                b = Broken()  # converting it raises: refused
+            elif index == 9:
+                a = np.full((3, 2), index, np.float32)[:, 0]  # strided: not C-contiguous
+            return {"a": a, "b": b}
+
+    signature = {"a": tf.TensorSpec((3,), tf.float32), "b": tf.TensorSpec((2,), tf.float32)}
+    dataset = pipelines.chunked_from_generator(Stream, output_signature=signature, chunk_size=12)
+    events, iterator = [], iter(dataset)
+    while True:
+        try:
+            element = next(iterator)
+        except tf.errors.OpError:
+            events.append("error")
+            continue
+        except StopIteration:
+            break
+        events.append((element["a"].numpy().tolist(), element["b"].numpy().tolist()))
+    expected = [([i] * 3, [i] * 2) if i not in (4, 6, 8) else "error" for i in range(12)]
+    assert events == expected
+
+
 def test_small_leaf_values_that_need_a_lossless_cast_are_stored_cast():
     signature = tf.TensorSpec((3,), tf.float32)
 
