@@ -751,9 +751,9 @@ def tables(rows: list[dict[str, Any]]) -> str:
     elements = list(dict.fromkeys(row["element"] for row in rows))
     out = []
     for workload in dict.fromkeys(row["workload"] for row in rows):
+        bounds = {(r["name"], r["element"]): r for r in rows if r["kind"] == "bound"}
         cells = {(row["name"], row["element"]): row for row in rows if row["workload"] == workload}
-        if workload == "I/O-like":
-            cells |= {(r["name"], r["element"]): r for r in rows if r["kind"] == "bound"}
+        cells = bounds | cells  # every table starts with the bound its ratios refer to
         names = list(dict.fromkeys(name for name, _ in cells))
         out.append(f"{workload}: elements/s (ratio to the element's in-memory bound)\n")
         out.append("| variant | " + " | ".join(elements) + " |")

@@ -386,14 +386,18 @@ def test_benchmark_table_and_verdicts_from_rows():
         row(script.BOUND, "bound", 200_000),
         row("chunked_from_generator(batch_size=256)", "helper", 90_000),
         row("Grain, no prefetch", "peer", 60_000, check="1 elements, expected 2"),
+        row("sharded_from_generator, 16 shards", "helper", 20_000, workload="I/O-like"),
     ]
     text = script.tables(rows)
     assert "| chunked_from_generator(batch_size=256) | 90.0k (45%) |" in text
     assert "| Grain, no prefetch | 60.0k (30%) WRONG |" in text
+    io_table = text.split("I/O-like: ")[1].splitlines()
+    assert io_table[4] == f"| {script.BOUND} | 200k (100%) |"  # the first row: the bound
+    assert io_table[5] == "| sharded_from_generator, 16 shards | 20.0k (10%) |"
     lines = script.verdicts(rows)
     assert "chunked >= 50 % of the bound, small dict: 45% MISSED" in lines
     assert any("best helper / best peer = 1.50" in line and line.endswith("ok") for line in lines)
-    assert "correctness: 2 cells checked ok, 1 wrong or failed" in lines
+    assert "correctness: 3 cells checked ok, 1 wrong or failed" in lines
 
 
 def test_benchmark_dataset_sizes_are_whole_pools():
