@@ -328,6 +328,44 @@ def test_benchmark_check_accepts_every_element_through_correct_pipelines(element
     assert script.check(getattr(script, variant)(source), source) == "ok"
 
 
+@pytest.mark.parametrize("accepted", [1, 0])
+def test_benchmark_bound_with_kept_memory_sets_mallopt_or_fails(monkeypatch, accepted):
+    import ctypes
+
+    script = _load_benchmark()
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, option, value):
+            calls.append((option, value))
+            return accepted
+
+    monkeypatch.setattr(
+        ctypes, "CDLL", lambda name: FakeLibc()
+    )  # the test process keeps its malloc
+    source = _source("small dict", 300)
+    if not accepted:
+        with pytest.raises(RuntimeError, match="mallopt refused"):
+            script.bound_kept_memory(source)
+        return
+    assert script.check(script.bound_kept_memory(source), source) == "ok"
+    assert calls == [(-3, 1 << 30), (-1, 2**31 - 1)]  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+
+
+def test_benchmark_bound_rows_are_the_in_memory_pipelines(monkeypatch):
+    script = _load_benchmark()
+    monkeypatch.setattr(script.platform, "libc_ver", lambda: ("glibc", "2.36"))
+    bounds = [name for name, (kind, _) in script.variants("pure Python").items() if kind == "bound"]
+    assert bounds == [
+        script.BOUND,
+        f"{script.BOUND} + prefetch",
+        f"{script.BOUND}, malloc keeps memory",
+    ]
+    monkeypatch.setattr(script.platform, "libc_ver", lambda: ("", ""))
+    assert f"{script.BOUND}, malloc keeps memory" not in script.variants("pure Python")
+    assert all(kind != "bound" for kind, _ in script.variants("I/O-like").values())
+
+
 def test_benchmark_check_accepts_shards_in_any_order():
     script = _load_benchmark()
     source = _source("tokens", 300)
