@@ -652,7 +652,8 @@ class Plan:
         """Derives the plan for ``signature`` and chunks of ``chunk_size`` elements.
 
         With ``fill_limit_s``, a chunk is handed over early, with the elements it has, once
-        filling it has taken that long (checked every few elements).
+        filling it has taken that long (checked every few elements); the next chunk is then
+        shorter, so that it ends where the full chunk would have.
         """
         self.signature = signature
         self.chunk_size = chunk_size
@@ -786,7 +787,9 @@ class ChunkIterator:
         fill = self.plan.make_filler(self.columns, slow, refuse)
         limit = self.plan.fill_limit_s
         deadline = math.inf if limit is None else time.perf_counter() + limit
-        row, size = 0, self.plan.chunk_size
+        # A chunk handed over early is followed by a short one that ends where a full one would
+        # have: chunks stay on the grid of batches, which rebatch() then passes on without copying.
+        row, size = 0, self.plan.chunk_size - self.start % self.plan.chunk_size
         while row < size:
             row, outcome = fill(self.iterator, row, size, deadline)
             if isinstance(outcome, Exception):  # the user's iterator failed here: an error event

@@ -108,7 +108,8 @@ def chunked_from_generator(
         chunk_size: Elements per chunk, the main speed knob. By default ``batch_size`` (or
             256), doubled while a chunk of fixed-shape numbers stays within 16 MiB and
             4096 elements; a default-sized chunk is also handed over early, with the elements it
-            has, once filling it took 0.1 s, so a slow generator's data is not held back.
+            has, once filling it took 0.1 s, so a slow generator's data is not held back (the
+            next chunk then ends where the full one would have, keeping chunks on the batch grid).
         batch_size: If given, the dataset yields batches of this size instead of elements.
 
     Returns:

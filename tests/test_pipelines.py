@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -745,6 +746,24 @@ def test_a_chunk_with_a_fill_time_limit_is_handed_over_early_and_nothing_is_lost
     clock = _chunks._CLOCK_EVERY  # rows filled before the first look at the clock
     assert [len(piece[0]) for piece in pieces] == [clock, clock, clock, 100 - 3 * clock]
     assert np.concatenate([piece[0] for piece in pieces]).tolist() == list(range(100))
+
+
+def test_after_an_early_hand_over_chunks_return_to_the_grid_of_full_chunks():
+    # A chunk cut short by the fill time limit is followed by one that ends where the full chunk
+    # would have, so later chunks line up with batches of the chunk size again (rebatch() can
+    # then pass them on without copying; misaligned, it copied every batch of large images).
+    clock = _chunks._CLOCK_EVERY
+
+    def numbers():
+        for value in range(5 * clock):
+            if value == 3:
+                time.sleep(0.2)  # only the first chunk is slow
+            yield value
+
+    plan = _chunks.Plan(tf.TensorSpec((), tf.int64), 2 * clock, fill_limit_s=0.1)
+    pieces = list(_chunks.ChunkIterator(plan, numbers()))
+    assert [len(piece[0]) for piece in pieces] == [clock, clock, 2 * clock, clock]
+    assert np.concatenate([piece[0] for piece in pieces]).tolist() == list(range(5 * clock))
 
 
 def test_default_chunks_deliver_exact_batches():
