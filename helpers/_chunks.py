@@ -571,7 +571,7 @@ def _filler_source(signature: Any, columns: Sequence[Column]) -> tuple[str, tupl
         lines.append(f"    put{i} = c{i}.put")
         writes.append(f"v = {value}")
         if isinstance(column, DenseColumn):
-            lines.append(f"    b{i}, d{i}, s{i} = c{i}.buffer, c{i}.dtype, c{i}.shape")
+            lines.append(f"    d{i}, s{i} = c{i}.dtype, c{i}.shape")
             test = (
                 f"type(v) is ndarray and (v.dtype is d{i} or v.dtype == d{i}) and v.shape == s{i}"
             )
@@ -585,6 +585,7 @@ def _filler_source(signature: Any, columns: Sequence[Column]) -> tuple[str, tupl
                     f"        put{i}(row, v)",
                 ]
             else:
+                lines.append(f"    b{i} = c{i}.buffer")
                 writes += [f"if {test}:", f"    b{i}[row] = v"]
         elif isinstance(column, ScalarColumn):
             lines.append(f"    r{i}, t{i} = c{i}.rows, c{i}.dtype.type")
